@@ -1,0 +1,116 @@
+"""The `llmkit` command line: parse the recipe and overrides, call one command function.
+
+Every command goes through `guarded`, the one error boundary: a user error prints one message
+and exits 2, a failed run exits 1, Ctrl-C exits 130; LLMKIT_DEBUG=1 shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from llmkit import __version__
+from llmkit.console import err, is_main_process, out, print_json, print_table
+from llmkit.errors import EXIT_OK, describe, exit_code_for
+
+app = typer.Typer(
+    name="llmkit",
+    help="Train tokenizers, pretrain, fine-tune, evaluate and sample language models.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,  # `guarded` decides what an error looks like
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+RecipeOption = typer.Option(..., "--recipe", "-r", help="A recipe YAML path, or a shipped recipe's name.")
+SetOption = typer.Option(
+    None, "--set", help="Override one recipe key, value parsed as YAML: --set train.lr=3e-4 (repeatable)."
+)
+OutputDirOption = typer.Option(None, "--output-dir", "-o", help="Run directory [default: runs/<recipe name>].")
+OverwriteOption = typer.Option(False, "--overwrite", help="Replace a run already in the output directory.")
+DryRunOption = typer.Option(False, "--dry-run", help="Print the resolved recipe and exit.")
+JsonOption = typer.Option(False, "--json", help="Print the summary as one JSON line, last on stdout.")
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The error boundary: every failure ends in one message and a documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except (Exception, KeyboardInterrupt) as error:
+            if os.environ.get("LLMKIT_DEBUG"):
+                traceback.print_exc()
+            if is_main_process():
+                err.print(describe(error), style="bold red", highlight=False, markup=False)
+            raise typer.Exit(exit_code_for(error)) from None
+
+    return wrapper
+
+
+def _report(title: str, summary: dict[str, Any], as_json: bool) -> None:
+    # With --json the table goes to stderr, so stdout carries only the JSON line.
+    print_table(title, summary, to_stderr=as_json)
+    if as_json:
+        print_json(summary)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"llmkit {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train tokenizers, pretrain, fine-tune, evaluate and sample language models."""
+
+
+@app.command()
+@guarded
+def tokenize(
+    recipe: str = RecipeOption,
+    overrides: list[str] = SetOption,
+    output_dir: Path = OutputDirOption,
+    overwrite: bool = OverwriteOption,
+    dry_run: bool = DryRunOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Train a tokenizer (byte-bpe, bpe, wordpiece, unigram) on a corpus and measure it.
+
+    With [bold]data.encode=true[/] it also encodes the corpus and packs it into
+    [bold]data.seq_len[/] blocks, cached so that pretraining with the same inputs reuses them.
+
+    Example: [cyan]llmkit tokenize --recipe tokenizer-byte-bpe --set data.train=corpus/[/]
+    """
+    from llmkit.commands.tokenize import run_tokenize
+    from llmkit.recipe import load_recipe
+
+    resolved = load_recipe(recipe, overrides or [])
+    if dry_run:
+        out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
+        return
+    summary = run_tokenize(resolved, output_dir=output_dir, overwrite=overwrite)
+    _report(f"tokenize → {summary['output_dir']}", summary, as_json)
+
+
+def main() -> None:
+    import datasets
+
+    # datasets draws a bar for every small load and save; llmkit shows its own for long steps.
+    datasets.disable_progress_bars()
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""One module per verb; each exposes one function that the CLI (or a test) calls."""

@@ -1,0 +1,82 @@
+"""`llmkit tokenize`: train a tokenizer on a corpus, measure it, optionally pack the corpus."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from llmkit.data.corpus import load_text_corpus, packed_blocks
+from llmkit.data.packing import count_tokens
+from llmkit.recipe import Recipe
+from llmkit.rundir import check_output_dir, claim_output_dir, save_metrics, save_recipe, write_card
+from llmkit.tokenizer import load_tokenizer, resolve_style, save_tokenizer, train_tokenizer
+
+TRAIN_BATCH_ROWS = 10_000
+
+
+def _text_batches(texts: datasets.Dataset) -> Iterator[list[str]]:
+    for batch in texts.with_format("arrow").iter(batch_size=TRAIN_BATCH_ROWS):
+        yield batch.column("text").to_pylist()
+
+
+def run_tokenize(recipe: Recipe, *, output_dir: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Train (or load) the recipe's tokenizer, save it with its stats; returns the summary."""
+    run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
+    check_output_dir(run_dir, overwrite=overwrite)
+    corpus = load_text_corpus(recipe.data, recipe.data.train, split="train")
+
+    started = time.perf_counter()
+    if recipe.tokenizer.path:
+        tokenizer = load_tokenizer(recipe.tokenizer.path)
+    else:
+        tokenizer = train_tokenizer(_text_batches(corpus.texts), recipe.tokenizer, total_rows=len(corpus.texts))
+    train_seconds = time.perf_counter() - started
+
+    claim_output_dir(run_dir, overwrite=overwrite)
+    save_recipe(run_dir, recipe)
+    save_tokenizer(tokenizer, run_dir)
+
+    layout = "mlm" if tokenizer.cls_token_id is not None else "clm"
+    metrics: dict[str, Any] = {
+        "command": "tokenize",
+        "output_dir": str(run_dir),
+        "tokenizer_type": recipe.tokenizer.type if not recipe.tokenizer.path else "loaded",
+        "style": resolve_style(recipe.tokenizer),
+        "vocab_size": len(tokenizer),
+        "train_seconds": round(train_seconds, 3),
+        **corpus.cleaning.as_dict(),
+    }
+    if recipe.data.encode:
+        packed = packed_blocks(recipe.data, recipe.data.train, tokenizer, layout, split="train", corpus=corpus)
+        stats = packed.stats
+        metrics.update(blocks=stats.blocks, seq_len=recipe.data.seq_len, layout=layout,
+                       blocks_path=packed.path, blocks_reused=packed.reused,
+                       dropped_tokens=stats.dropped_tokens)
+        if recipe.data.validation:
+            validation = packed_blocks(recipe.data, recipe.data.validation, tokenizer, layout, split="validation")
+            metrics.update(validation_blocks=validation.stats.blocks, validation_blocks_path=validation.path)
+    else:
+        stats = count_tokens(corpus.texts, tokenizer)
+    metrics.update(
+        documents=stats.documents,
+        characters=stats.characters,
+        tokens=stats.tokens,
+        chars_per_token=round(stats.chars_per_token, 4),
+        unknown_rate=stats.unknown_rate,
+        encode_mb_per_s=round(stats.megabytes_per_second, 3),
+    )
+    write_card(
+        run_dir,
+        title=f"Tokenizer: {recipe.name}",
+        what=f"A {metrics['tokenizer_type']} tokenizer ({metrics['style']} special tokens, "
+        f"{metrics['vocab_size']:,} entries). Load it with "
+        f"`AutoTokenizer.from_pretrained(\"{run_dir}\")`.",
+        recipe=recipe,
+        results={k: metrics[k] for k in ("vocab_size", "tokens", "chars_per_token", "unknown_rate")},
+    )
+    save_metrics(run_dir, metrics)
+    return metrics

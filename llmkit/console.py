@@ -1,0 +1,52 @@
+"""Where output goes: tables and the --json line on stdout, progress and notes on stderr.
+
+Under `accelerate launch`/`torchrun` only the main process prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def is_main_process() -> bool:
+    # RANK is set by torchrun and accelerate launch; a plain process is rank 0.
+    return os.environ.get("RANK", "0") == "0"
+
+
+def note(message: str) -> None:
+    if is_main_process():
+        err.print(message, highlight=False)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def print_table(title: str, rows: Mapping[str, Any], *, to_stderr: bool = False) -> None:
+    if not is_main_process():
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in rows.items():
+        table.add_row(key, _format_value(value))
+    (err if to_stderr else out).print(table)
+
+
+def print_json(summary: Mapping[str, Any]) -> None:
+    """The run's summary as one JSON object, the last line of stdout (`| tail -1 | jq`)."""
+    if is_main_process():
+        print(json.dumps(summary, default=str), flush=True)

@@ -1,0 +1,1 @@
+"""Data: sources (local, hub, builtin), cleaning, and packing into cached blocks."""

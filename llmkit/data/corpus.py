@@ -1,0 +1,113 @@
+"""From a recipe's data section to a clean text corpus, and to packed blocks (cached).
+
+The one path every command takes to its training text: `tokenize` and both pretraining
+commands call `load_text_corpus` and `packed_blocks`, so a corpus packed once is reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import PreTrainedTokenizerFast
+
+from llmkit.console import err, is_main_process
+from llmkit.data.cleaning import CleaningReport, clean_corpus
+from llmkit.data.packing import (
+    EncodeStats,
+    Layout,
+    blocks_fingerprint,
+    default_cache_dir,
+    load_cached_blocks,
+    pack_into_blocks,
+    save_cached_blocks,
+)
+from llmkit.data.sources import ResolvedSource, load_source, resolve_source, select_text
+from llmkit.errors import UserError
+from llmkit.recipe import DataConfig
+from llmkit.tokenizer import tokenizer_fingerprint
+
+
+@dataclass
+class TextCorpus:
+    texts: datasets.Dataset  # one `text` column, cleaned
+    source: ResolvedSource
+    cleaning: CleaningReport
+
+
+def load_text_corpus(data: DataConfig, src: str, *, split: str) -> TextCorpus:
+    dataset, source = load_source(src, split=split, local_dir=data.local_dir, num_proc=data.num_proc)
+    texts = select_text(dataset, data.text_column, where=source.description)
+    texts, report = clean_corpus(texts, data.clean, num_proc=data.num_proc)
+    if len(texts) == 0:
+        raise UserError(
+            f"data source {source.description} has no text left after cleaning "
+            f"({report.rows_in:,} rows: {report.dropped_short:,} blank or shorter than "
+            f"{data.clean.min_chars} chars, {report.dropped_long:,} too long, "
+            f"{report.dropped_duplicate:,} duplicates)",
+            "check the file, or relax data.clean.min_chars / data.clean.max_chars",
+        )
+    return TextCorpus(texts, source, report)
+
+
+def rows_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not is_main_process(),
+        transient=True,
+    )
+
+
+@dataclass
+class PackedBlocks:
+    blocks: datasets.Dataset  # `input_ids`, each exactly seq_len long
+    stats: EncodeStats
+    path: str  # the cache folder (a `save_to_disk` dataset)
+    reused: bool
+    cleaning: CleaningReport | None  # None when reused: the corpus was not read again
+
+
+def packed_blocks(
+    data: DataConfig,
+    src: str,
+    tokenizer: PreTrainedTokenizerFast,
+    layout: Layout,
+    *,
+    split: str,
+    corpus: TextCorpus | None = None,
+) -> PackedBlocks:
+    """The corpus at `src` as packed blocks, from the cache when the same inputs were packed.
+
+    `corpus` is the same source already loaded by the caller, to avoid reading it twice.
+    """
+    source = resolve_source(src, split=split, local_dir=data.local_dir)
+    fingerprint = blocks_fingerprint(
+        corpus=source.fingerprint,
+        text_column=data.text_column,
+        clean=data.clean.model_dump(),
+        tokenizer=tokenizer_fingerprint(tokenizer),
+        seq_len=data.seq_len,
+        layout=layout,
+    )
+    cache_dir = default_cache_dir(data.cache_dir)
+    cached = load_cached_blocks(cache_dir, fingerprint)
+    if cached is not None:
+        blocks, stats = cached
+        return PackedBlocks(blocks, stats, str(cache_dir / "blocks" / fingerprint), True, None)
+    corpus = corpus or load_text_corpus(data, src, split=split)
+    with rows_progress() as progress:
+        task = progress.add_task(f"encode + pack {split}", total=len(corpus.texts))
+        blocks, stats = pack_into_blocks(
+            corpus.texts,
+            tokenizer,
+            data.seq_len,
+            layout,
+            on_rows=lambda n: progress.advance(task, n),
+        )
+    path = save_cached_blocks(cache_dir, fingerprint, blocks, stats)
+    return PackedBlocks(blocks, stats, str(path), False, corpus.cleaning)

@@ -1,0 +1,198 @@
+"""Encode a text corpus and pack it into fixed-length blocks, cached by fingerprint.
+
+Layouts:
+  clm  documents joined with EOS into one stream, cut into seq_len blocks (no padding)
+  mlm  the stream cut into seq_len-2 pieces, each wrapped as [CLS] ... [SEP]
+
+Encoding runs through the Rust tokenizer's batch encoder (all cores via its thread pool) and
+packing through numpy, so no Python loop touches individual tokens. Only the final partial
+block is dropped. A packed corpus is saved with `save_to_disk` under a folder named by the
+fingerprint of everything that shapes it (corpus, cleaning, tokenizer, seq_len, layout); the
+next run with the same inputs loads it instead of encoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.table import InMemoryTable
+from transformers import PreTrainedTokenizerFast
+
+from llmkit.errors import UserError
+
+Layout = Literal["clm", "mlm"]
+# Bump when the packed format changes, so that old cache entries are not reused.
+PACKING_VERSION = 1
+ENCODE_BATCH_ROWS = 2_000
+
+
+@dataclass
+class EncodeStats:
+    documents: int = 0
+    characters: int = 0
+    utf8_bytes: int = 0
+    tokens: int = 0  # tokens of the text itself, without separators
+    unknown_tokens: int = 0
+    seconds: float = 0.0
+    blocks: int = 0
+    dropped_tokens: int = 0  # the final partial block
+
+    @property
+    def chars_per_token(self) -> float:
+        return self.characters / self.tokens if self.tokens else 0.0
+
+    @property
+    def unknown_rate(self) -> float:
+        return self.unknown_tokens / self.tokens if self.tokens else 0.0
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.utf8_bytes / 1e6 / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            **asdict(self),
+            "chars_per_token": self.chars_per_token,
+            "unknown_rate": self.unknown_rate,
+            "mb_per_second": self.megabytes_per_second,
+        }
+
+
+def encode_batches(
+    texts: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerFast,
+    stats: EncodeStats,
+    on_rows: Callable[[int], None] | None = None,
+) -> Iterator[list[list[int]]]:
+    """Token ids of each document (no special tokens), one batch of documents at a time."""
+    backend = tokenizer.backend_tokenizer
+    unk_id = tokenizer.unk_token_id
+    # A byte-level tokenizer maps unknowns onto a real token (GPT-2's <|endoftext|>), which
+    # plain text never produces, so counting it is still an honest unknown rate.
+    for batch in texts.with_format("arrow").iter(batch_size=ENCODE_BATCH_ROWS):
+        column = batch.column("text")
+        rows = column.to_pylist()
+        started = time.perf_counter()
+        encodings = backend.encode_batch_fast(rows, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        stats.seconds += time.perf_counter() - started
+        stats.documents += len(rows)
+        stats.characters += pc.sum(pc.utf8_length(column)).as_py() or 0
+        stats.utf8_bytes += pc.sum(pc.binary_length(column)).as_py() or 0
+        stats.tokens += sum(map(len, ids))
+        if unk_id is not None:
+            stats.unknown_tokens += sum(doc.count(unk_id) for doc in ids)
+        if on_rows is not None:
+            on_rows(len(rows))
+        yield ids
+
+
+def count_tokens(texts, tokenizer, on_rows=None) -> EncodeStats:
+    """Encode the corpus once only to measure it (tokens, unknown rate, throughput)."""
+    stats = EncodeStats()
+    for _ in encode_batches(texts, tokenizer, stats, on_rows):
+        pass
+    return stats
+
+
+def _separator_ids(tokenizer: PreTrainedTokenizerFast, layout: Layout) -> tuple[list[int], list[int], list[int]]:
+    """(after each document, before each block, after each block) token ids."""
+    if layout == "clm":
+        if tokenizer.eos_token_id is None:
+            raise UserError("the tokenizer has no EOS token, which CLM packing puts between documents")
+        return [tokenizer.eos_token_id], [], []
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    if cls_id is None or sep_id is None:
+        raise UserError(
+            "the tokenizer has no [CLS]/[SEP] tokens, which MLM blocks need",
+            "train it with tokenizer.style: bert (or roberta)",
+        )
+    # BERT pretraining separates documents only by block boundaries; [SEP] marks their ends.
+    return [sep_id], [cls_id], [sep_id]
+
+
+def pack_into_blocks(
+    texts: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerFast,
+    seq_len: int,
+    layout: Layout,
+    on_rows: Callable[[int], None] | None = None,
+) -> tuple[datasets.Dataset, EncodeStats]:
+    """Encode `texts` (a dataset with a `text` column) and cut the stream into blocks."""
+    after_doc, head, tail = _separator_ids(tokenizer, layout)
+    body = seq_len - len(head) - len(tail)
+    stats = EncodeStats()
+    pieces: list[np.ndarray] = []
+    carry = np.empty(0, dtype=np.int32)
+    for ids in encode_batches(texts, tokenizer, stats, on_rows):
+        started = time.perf_counter()
+        for doc in ids:
+            doc.extend(after_doc)
+        flat = np.fromiter(
+            (t for doc in ids for t in doc), dtype=np.int32, count=sum(map(len, ids))
+        )
+        stream = np.concatenate([carry, flat])
+        usable = len(stream) - len(stream) % body
+        pieces.append(stream[:usable])
+        carry = stream[usable:]
+        stats.seconds += time.perf_counter() - started
+    stats.dropped_tokens = len(carry)
+    blocks = np.concatenate(pieces).reshape(-1, body) if pieces else np.empty((0, body), np.int32)
+    if head or tail:
+        n = len(blocks)
+        blocks = np.hstack(
+            [np.full((n, len(head)), head, np.int32), blocks, np.full((n, len(tail)), tail, np.int32)]
+        )
+    stats.blocks = len(blocks)
+    if stats.blocks == 0:
+        raise UserError(
+            f"the corpus ({stats.tokens:,} tokens) is too small for one block of {seq_len} tokens",
+            "use more text or a smaller data.seq_len",
+        )
+    column = pa.FixedSizeListArray.from_arrays(pa.array(blocks.reshape(-1)), seq_len)
+    return datasets.Dataset(InMemoryTable(pa.table({"input_ids": column}))), stats
+
+
+def blocks_fingerprint(**inputs: object) -> str:
+    payload = json.dumps({"packing_version": PACKING_VERSION, **inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def default_cache_dir(configured: str | None) -> Path:
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("LLMKIT_CACHE", Path.home() / ".cache" / "llmkit"))
+
+
+def load_cached_blocks(cache_dir: Path, fingerprint: str) -> tuple[datasets.Dataset, EncodeStats] | None:
+    folder = cache_dir / "blocks" / fingerprint
+    stats_file = folder / "llmkit_stats.json"
+    if not stats_file.is_file():  # written last: its presence means the entry is complete
+        return None
+    return datasets.load_from_disk(str(folder)), EncodeStats(**json.loads(stats_file.read_text()))
+
+
+def save_cached_blocks(cache_dir: Path, fingerprint: str, blocks: datasets.Dataset, stats: EncodeStats) -> Path:
+    """Write to a temporary folder and rename, so an entry is either complete or absent."""
+    final = cache_dir / "blocks" / fingerprint
+    staging = final.with_name(f".{fingerprint}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    blocks.save_to_disk(str(staging))
+    (staging / "llmkit_stats.json").write_text(json.dumps(asdict(stats)))
+    try:
+        staging.rename(final)
+    except OSError:  # another process finished the same entry first
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,286 @@
+"""Data sources: turn a recipe's SRC string into a `datasets.Dataset`.
+
+SRC is a local file or folder, a `save_to_disk` folder, a known name (`wikitext-2`,
+`wikitext-103`, `glue/<task>`) resolved to the Hugging Face Hub or to a local copy, or
+`builtin` (the small corpus shipped inside the package). Every way of failing that the user
+can cause ends in a `UserError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from llmkit.errors import UserError, did_you_mean
+
+BUILTIN_CORPUS = Path(__file__).resolve().parent / "builtin" / "wikitext-2-valid.txt"
+
+# File ending → (datasets builder, extra builder arguments).
+LOCAL_FORMATS: dict[str, tuple[str, dict]] = {
+    ".txt": ("text", {}),
+    ".raw": ("text", {}),
+    ".tokens": ("text", {}),
+    ".jsonl": ("json", {}),
+    ".json": ("json", {}),
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"sep": "\t"}),
+    ".parquet": ("parquet", {}),
+}
+
+# A split as users name it → the words files use for it.
+SPLIT_FILE_STEMS = {
+    "train": ("train",),
+    "validation": ("validation", "valid", "dev"),
+    "test": ("test",),
+}
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    repo: str
+    config: str | None
+    # Files a local copy may hold for each split, tried in order ("{stem}" is a split word).
+    local_patterns: tuple[str, ...]
+
+
+WIKITEXT_LOCAL = ("wiki.{stem}.raw", "wiki.{stem}.tokens", "{stem}.txt", "{stem}.raw")
+KNOWN_SOURCES: dict[str, HubDataset] = {
+    "wikitext-2": HubDataset("Salesforce/wikitext", "wikitext-2-raw-v1", WIKITEXT_LOCAL),
+    "wikitext-103": HubDataset("Salesforce/wikitext", "wikitext-103-raw-v1", WIKITEXT_LOCAL),
+}
+# GLUE folder names in the standard download layout (<TASK>/train.tsv, dev.tsv, test.tsv).
+GLUE_FOLDERS = {
+    "cola": "CoLA",
+    "sst2": "SST-2",
+    "mrpc": "MRPC",
+    "qqp": "QQP",
+    "stsb": "STS-B",
+    "mnli": "MNLI",
+    "qnli": "QNLI",
+    "rte": "RTE",
+    "wnli": "WNLI",
+}
+
+
+def known_source(name: str) -> tuple[str, HubDataset] | None:
+    """(folder name of a local copy, hub dataset) for a known name, else None."""
+    if name in KNOWN_SOURCES:
+        return name, KNOWN_SOURCES[name]
+    if name.startswith("glue/"):
+        task = name.removeprefix("glue/")
+        if task not in GLUE_FOLDERS:
+            raise UserError(
+                f"unknown GLUE task '{task}'{did_you_mean(task, GLUE_FOLDERS)}",
+                f"GLUE tasks: {', '.join(GLUE_FOLDERS)}",
+            )
+        # test.tsv of MNLI is test_matched.tsv; the generic patterns cover the other tasks.
+        patterns = ("{stem}.tsv", "{stem}_matched.tsv")
+        return f"glue/{GLUE_FOLDERS[task]}", HubDataset("nyu-mll/glue", task, patterns)
+    return None
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0"
+    ).lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """Where a SRC's rows come from; `fingerprint` changes whenever its contents may."""
+
+    description: str
+    files: tuple[Path, ...] = ()
+    hub: HubDataset | None = None
+    saved_dataset: Path | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self.hub is not None:
+            key: object = [self.hub.repo, self.hub.config, self.description]
+        else:
+            paths = self.files or (self.saved_dataset,)
+            key = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def _files_in(folder: Path) -> tuple[Path, ...]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in LOCAL_FORMATS)
+    if not files:
+        raise UserError(
+            f"folder {folder} holds no data files",
+            f"supported endings: {', '.join(LOCAL_FORMATS)}",
+        )
+    builders = {LOCAL_FORMATS[p.suffix][0] for p in files}
+    if len(builders) > 1:
+        raise UserError(f"folder {folder} mixes formats ({', '.join(sorted(builders))})")
+    return tuple(files)
+
+
+def _local_copy_dir(folder_name: str, local_dir: str | None) -> Path | None:
+    if local_dir:
+        path = Path(local_dir)
+        if not path.is_dir():
+            raise UserError(f"data.local_dir {local_dir} is not a folder")
+        return path
+    root = os.environ.get("LLMKIT_DATA_DIR")
+    if root and (Path(root) / folder_name).is_dir():
+        return Path(root) / folder_name
+    return None
+
+
+def _split_file(folder: Path, patterns: tuple[str, ...], split: str) -> Path:
+    stems = SPLIT_FILE_STEMS.get(split, (split,))
+    candidates = [folder / p.format(stem=s) for s in stems for p in patterns]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UserError(
+        f"the local copy {folder} has no '{split}' split",
+        f"expected one of: {', '.join(c.name for c in candidates)}",
+    )
+
+
+def resolve_source(src: str, *, split: str = "train", local_dir: str | None = None) -> ResolvedSource:
+    """Decide where SRC's rows come from, without reading them yet."""
+    if src == "builtin":
+        return ResolvedSource("builtin (WikiText-2 valid)", files=(BUILTIN_CORPUS,))
+    known = known_source(src)
+    if known is not None:
+        folder_name, hub = known
+        local = _local_copy_dir(folder_name, local_dir)
+        if local is not None:
+            file = _split_file(local, hub.local_patterns, split)
+            return ResolvedSource(f"{src} ({file})", files=(file,))
+        return ResolvedSource(f"{src}:{split}", hub=hub)
+    path = Path(src)
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            return ResolvedSource(str(path), saved_dataset=path)
+        return ResolvedSource(str(path), files=_files_in(path))
+    if path.is_file():
+        if path.suffix not in LOCAL_FORMATS:
+            raise UserError(
+                f"data file {path} has an unsupported ending '{path.suffix}'",
+                f"supported endings: {', '.join(LOCAL_FORMATS)}",
+            )
+        return ResolvedSource(str(path), files=(path,))
+    names = ["builtin", *KNOWN_SOURCES, "glue/<task>"]
+    raise UserError(
+        f"data source '{src}' is neither an existing file or folder nor a known name"
+        f"{did_you_mean(src, names)}",
+        f"known names: {', '.join(names)}; or give a path to a file or folder",
+    )
+
+
+def _load_files(files: tuple[Path, ...], num_proc: int | None) -> datasets.Dataset:
+    builder, options = LOCAL_FORMATS[files[0].suffix]
+    try:
+        return datasets.load_dataset(
+            builder,
+            data_files=[str(f) for f in files],
+            split="train",
+            num_proc=num_proc if num_proc and len(files) > 1 else None,
+            **options,
+        )
+    except Exception as e:  # datasets wraps the real cause; find and name it
+        raise _explain_load_failure(files, e) from e
+
+
+def _explain_load_failure(files: tuple[Path, ...], error: Exception) -> Exception:
+    """datasets wraps the real cause of a failed load; find it and say it plainly."""
+    where = files[0] if len(files) == 1 else f"{files[0].parent} ({len(files)} files)"
+    cause: BaseException | None = error
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, UnicodeDecodeError):
+            return UserError(
+                f"{where} is not UTF-8 text (byte 0x{cause.object[cause.start]:02x} cannot be "
+                "decoded): is it a binary file?",
+                "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or remove it",
+            )
+        if type(cause).__name__ == "SchemaInferenceError":
+            return UserError(f"{where} is empty", "give a file with at least one row of text")
+        if type(cause).__module__.split(".")[0] in ("pyarrow", "pandas", "json"):
+            return UserError(f"{where} could not be parsed: {cause}")
+        cause = cause.__cause__ or cause.__context__
+    return error
+
+
+def _load_hub(hub: HubDataset, split: str, src: str) -> datasets.Dataset:
+    folder_name = known_source(src)[0]
+    how_to = (
+        f"point at a local copy: --set data.local_dir=DIR, or export LLMKIT_DATA_DIR=ROOT "
+        f"with ROOT/{folder_name}/ holding the split files"
+    )
+    try:
+        return datasets.load_dataset(hub.repo, hub.config, split=split)
+    except ValueError as e:
+        if "split" in str(e).lower():
+            raise UserError(f"{src} has no split '{split}': {e}") from e
+        raise
+    except Exception as e:
+        if hub_offline() or isinstance(e, ConnectionError) or "offline" in str(e).lower():
+            raise UserError(
+                f"'{src}' is a Hugging Face Hub dataset ({hub.repo}) and the hub cannot be "
+                "reached (offline)",
+                how_to,
+            ) from e
+        raise
+
+
+def load_source(
+    src: str,
+    *,
+    split: str = "train",
+    local_dir: str | None = None,
+    num_proc: int | None = None,
+) -> tuple[datasets.Dataset, ResolvedSource]:
+    """Read SRC's rows as a `datasets.Dataset` (every column kept)."""
+    resolved = resolve_source(src, split=split, local_dir=local_dir)
+    if resolved.hub is not None:
+        dataset = _load_hub(resolved.hub, split, src)
+    elif resolved.saved_dataset is not None:
+        loaded = datasets.load_from_disk(str(resolved.saved_dataset))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise UserError(
+                    f"{resolved.saved_dataset} has no split '{split}'{did_you_mean(split, loaded)}"
+                )
+            loaded = loaded[split]
+        dataset = loaded
+    else:
+        dataset = _load_files(resolved.files, num_proc)
+    if len(dataset) == 0:
+        raise UserError(f"data source {resolved.description} is empty")
+    return dataset, resolved
+
+
+def select_text(dataset: datasets.Dataset, text_column: str, *, where: str) -> datasets.Dataset:
+    """Keep only the text column, named `text`, and check that it holds strings."""
+    if text_column not in dataset.column_names:
+        raise UserError(
+            f"{where} has no column '{text_column}'"
+            f"{did_you_mean(text_column, dataset.column_names)}",
+            f"its columns: {', '.join(dataset.column_names)}; set data.text_column",
+        )
+    feature = dataset.features[text_column]
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise UserError(
+            f"column '{text_column}' of {where} holds {feature}, not text",
+            "set data.text_column to a column of strings",
+        )
+    dataset = dataset.select_columns([text_column])
+    if text_column != "text":
+        dataset = dataset.rename_column(text_column, "text")
+    return dataset

@@ -1,0 +1,176 @@
+"""The recipe: one typed schema with every default, YAML loading, and `--set` overrides.
+
+A recipe is a YAML mapping whose sections mirror the classes below. Every key a user may set,
+its type and its default are declared here and nowhere else; unknown keys are rejected with
+the closest valid one suggested.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmkit.errors import UserError, did_you_mean
+
+# The repo's recipes/ folder (editable install), or the copy a wheel carries inside the package.
+_REPO_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+_PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+class Section(BaseModel):
+    # extra="forbid" is what turns a typo into an error instead of a silently ignored key.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CleaningConfig(Section):
+    normalize: Literal["NFC", "NFKC", "NFD", "NFKD"] | None = None  # Unicode form, applied first
+    min_chars: int = Field(1, ge=0)  # drop rows shorter than this once stripped (1: drop blanks)
+    max_chars: int | None = Field(None, ge=1)  # drop rows longer than this (runaway lines)
+    dedup: bool = False  # drop exact duplicate rows, keeping the first
+
+
+class DataConfig(Section):
+    train: str = "builtin"  # file, folder, known name (wikitext-2, glue/sst2) or `builtin`
+    validation: str | None = None  # same forms; none: no validation corpus
+    text_column: str = "text"  # column holding the text in structured sources
+    seq_len: int = Field(512, ge=8)  # tokens per packed block
+    encode: bool = False  # tokenize: also encode and pack the corpus into seq_len blocks
+    local_dir: str | None = None  # local copy of a known name (else $LLMKIT_DATA_DIR/<name>)
+    cache_dir: str | None = None  # packed-block cache (else $LLMKIT_CACHE or ~/.cache/llmkit)
+    num_proc: int | None = Field(None, ge=1)  # processes for dataset loading (default: cores)
+    clean: CleaningConfig = CleaningConfig()
+
+
+class TokenizerConfig(Section):
+    path: str | None = None  # an existing tokenizer (or run) directory; skips training
+    type: Literal["byte-bpe", "bpe", "wordpiece", "unigram"] = "byte-bpe"
+    vocab_size: int = Field(8192, ge=64)
+    min_frequency: int = Field(2, ge=1)  # merges/pieces seen fewer times are not learned
+    # Special tokens and templates: gpt (<|endoftext|>), bert ([CLS] a [SEP] b [SEP]),
+    # roberta (<s> a </s></s> b </s>); auto: bert for wordpiece, gpt otherwise.
+    style: Literal["auto", "gpt", "bert", "roberta"] = "auto"
+    lowercase: bool = False
+    max_length: int | None = Field(None, ge=1)  # saved as model_max_length
+
+
+class Recipe(Section):
+    name: str = "run"  # default output dir: runs/<name>
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    output_dir: str | None = None  # default: runs/<name>
+
+    @property
+    def resolved_output_dir(self) -> Path:
+        return Path(self.output_dir or Path("runs") / self.name)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def shipped_recipes_dir() -> Path:
+    return _PACKAGED_RECIPES if _PACKAGED_RECIPES.is_dir() else _REPO_RECIPES
+
+
+def shipped_recipe_names() -> list[str]:
+    folder = shipped_recipes_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def find_recipe_file(ref: str) -> Path:
+    """A YAML path, or the name of a shipped recipe (`gpt2-tiny` → recipes/gpt2-tiny.yaml)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") or "/" in ref:
+        raise UserError(f"recipe file '{ref}' does not exist", "check the path")
+    shipped = shipped_recipes_dir() / f"{ref}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = shipped_recipe_names()
+    raise UserError(
+        f"no recipe named '{ref}'{did_you_mean(ref, names)}",
+        f"shipped recipes: {', '.join(names) or 'none'}; or pass a path to a YAML file",
+    )
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        loaded = yaml.safe_load(text)
+    except UnicodeDecodeError as e:
+        raise UserError(f"recipe {path} is not UTF-8 text ({e.reason})") from e
+    except yaml.YAMLError as e:
+        raise UserError(f"recipe {path} is not valid YAML: {e}") from e
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UserError(f"recipe {path} must be a mapping of sections, not {type(loaded).__name__}")
+    return loaded
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set a.b=value`; the value is parsed as YAML (`3e-4`, `true`, `[a, b]`)."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set '{assignment}' is not of the form key=value (e.g. data.seq_len=256)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise UserError(f"--set {key}: the value '{raw}' is not valid YAML") from e
+    *parents, leaf = key.split(".")
+    node = tree
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parents[: depth + 1])
+            raise UserError(f"--set {key}: '{where}' is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def _fields_at(location: tuple[str | int, ...]) -> list[str]:
+    """The valid keys of the section at `location` (for suggestions)."""
+    model: type[BaseModel] = Recipe
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _explain(error: dict[str, Any]) -> str:
+    location = tuple(error["loc"])
+    key = ".".join(str(part) for part in location)
+    if error["type"] == "extra_forbidden":
+        hint = did_you_mean(str(location[-1]), _fields_at(location[:-1]))
+        return f"unknown recipe key '{key}'{hint}"
+    return f"recipe key '{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def validate_recipe(tree: dict[str, Any], *, source: str) -> Recipe:
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as e:
+        problems = [_explain(err) for err in e.errors()]
+        raise UserError(
+            f"invalid recipe {source}: " + "; ".join(problems),
+            "`llmkit <command> --recipe R --dry-run` prints every key with its default",
+        ) from None
+
+
+def load_recipe(ref: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe by path or shipped name, apply `--set` overrides, validate."""
+    path = find_recipe_file(ref)
+    tree = copy.deepcopy(read_yaml_mapping(path))
+    tree.setdefault("name", path.stem)
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return validate_recipe(tree, source=str(path))

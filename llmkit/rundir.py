@@ -1,0 +1,109 @@
+"""The run directory: who may write into it, and the files every run leaves there.
+
+A directory is an llmkit run when it holds `recipe.yaml`; it is finished when it also holds
+`metrics.json`, which is always written last (atomically). Another run's directory is only
+replaced with --overwrite, and only once the new run has got past every input check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from llmkit import __version__
+from llmkit.errors import UserError
+from llmkit.recipe import Recipe
+
+RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / RECIPE_FILE).is_file()
+
+
+def is_finished_run(path: Path) -> bool:
+    return is_run_dir(path) and (path / METRICS_FILE).is_file()
+
+
+def check_output_dir(path: Path, *, overwrite: bool) -> None:
+    """Fail early, before any work, if writing to `path` would destroy something."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output dir {path} is a file", "choose another --output-dir")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not is_run_dir(path):
+        raise UserError(
+            f"output dir {path} holds files that are not an llmkit run; refusing to write there",
+            "choose another --output-dir (llmkit never deletes what it did not write)",
+        )
+    if not overwrite:
+        state = "a finished run" if is_finished_run(path) else "an unfinished run"
+        raise UserError(
+            f"output dir {path} already holds {state}",
+            "pass --overwrite to replace it, or choose another --output-dir",
+        )
+
+
+def claim_output_dir(path: Path, *, overwrite: bool) -> Path:
+    """Create the run directory, replacing an earlier run only when overwriting."""
+    check_output_dir(path, overwrite=overwrite)
+    if overwrite and is_run_dir(path):
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create output dir {path}: {e.strerror}") from e
+    if not os.access(path, os.W_OK):
+        raise UserError(f"output dir {path} is not writable")
+    return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
+
+
+def save_recipe(run_dir: Path, recipe: Recipe) -> None:
+    write_atomic(run_dir / RECIPE_FILE, recipe.to_yaml())
+
+
+def save_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> None:
+    """Written last: its presence marks the run as finished."""
+    write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, default=str) + "\n")
+
+
+def write_card(run_dir: Path, *, title: str, what: str, recipe: Recipe, results: Mapping[str, Any]) -> None:
+    """The run's README.md: what it is, how it was made, on what, and what came out."""
+    rows = "\n".join(f"| {key} | {value} |" for key, value in results.items())
+    card = f"""# {title}
+
+{what}
+
+Made with llmkit {__version__}. Reproduce it with the recipe saved beside this file:
+
+```
+llmkit <command> --recipe {run_dir / RECIPE_FILE}
+```
+
+Training data: `{recipe.data.train}`{f", validation: `{recipe.data.validation}`" if recipe.data.validation else ""}.
+
+## Results
+
+| metric | value |
+|---|---|
+{rows}
+
+## Recipe
+
+```yaml
+{recipe.to_yaml().rstrip()}
+```
+"""
+    write_atomic(run_dir / CARD_FILE, card)
