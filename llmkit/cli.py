@@ -29,14 +29,24 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-RecipeOption = typer.Option(..., "--recipe", "-r", help="A recipe YAML path, or a shipped recipe's name.")
-SetOption = typer.Option(
-    None, "--set", help="Override one recipe key, value parsed as YAML: --set train.lr=3e-4 (repeatable)."
+RecipeOption = typer.Option(
+    ..., "--recipe", "-r", help="A recipe YAML path, or a shipped recipe's name."
 )
-OutputDirOption = typer.Option(None, "--output-dir", "-o", help="Run directory [default: runs/<recipe name>].")
-OverwriteOption = typer.Option(False, "--overwrite", help="Replace a run already in the output directory.")
+SetOption = typer.Option(
+    None,
+    "--set",
+    help="Override one recipe key, value parsed as YAML: --set train.lr=3e-4 (repeatable).",
+)
+OutputDirOption = typer.Option(
+    None, "--output-dir", "-o", help="Run directory [default: runs/<recipe name>]."
+)
+OverwriteOption = typer.Option(
+    False, "--overwrite", help="Replace a run already in the output directory."
+)
 DryRunOption = typer.Option(False, "--dry-run", help="Print the resolved recipe and exit.")
-JsonOption = typer.Option(False, "--json", help="Print the summary as one JSON line, last on stdout.")
+JsonOption = typer.Option(
+    False, "--json", help="Print the summary as one JSON line, last on stdout."
+)
 
 
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -118,7 +118,9 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise UserError(f"--set '{assignment}' is not of the form key=value (e.g. data.seq_len=256)")
+        raise UserError(
+            f"--set '{assignment}' is not of the form key=value (e.g. data.seq_len=256)"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
@@ -150,8 +152,9 @@ def _explain(error: dict[str, Any]) -> str:
     location = tuple(error["loc"])
     key = ".".join(str(part) for part in location)
     if error["type"] == "extra_forbidden":
-        hint = did_you_mean(str(location[-1]), _fields_at(location[:-1]))
-        return f"unknown recipe key '{key}'{hint}"
+        parent = ".".join(str(part) for part in location[:-1])
+        siblings = [f"{parent}.{name}" if parent else name for name in _fields_at(location[:-1])]
+        return f"unknown recipe key '{key}'{did_you_mean(key, siblings)}"
     return f"recipe key '{key}': {error['msg']} (got {error.get('input')!r})"
 
 

@@ -79,9 +79,14 @@ def save_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> None:
     write_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, default=str) + "\n")
 
 
-def write_card(run_dir: Path, *, title: str, what: str, recipe: Recipe, results: Mapping[str, Any]) -> None:
+def write_card(
+    run_dir: Path, *, title: str, what: str, recipe: Recipe, results: Mapping[str, Any]
+) -> None:
     """The run's README.md: what it is, how it was made, on what, and what came out."""
     rows = "\n".join(f"| {key} | {value} |" for key, value in results.items())
+    data = f"`{recipe.data.train}`"
+    if recipe.data.validation:
+        data += f", validation: `{recipe.data.validation}`"
     card = f"""# {title}
 
 {what}
@@ -92,7 +97,7 @@ Made with llmkit {__version__}. Reproduce it with the recipe saved beside this f
 llmkit <command> --recipe {run_dir / RECIPE_FILE}
 ```
 
-Training data: `{recipe.data.train}`{f", validation: `{recipe.data.validation}`" if recipe.data.validation else ""}.
+Training data: {data}.
 
 ## Results
 

@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from llmkit.errors import UserError
@@ -85,7 +93,9 @@ def _post_processor(style: str, specials: SpecialTokens, tokenizer: Tokenizer):
             special_tokens=list(ids.items()),
         )
     return processors.TemplateProcessing(
-        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {sep} $B {sep}", special_tokens=list(ids.items())
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} {sep} $B {sep}",
+        special_tokens=list(ids.items()),
     )
 
 
@@ -164,7 +174,10 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     directory = Path(path)
-    if not (directory / "tokenizer.json").is_file() and not (directory / "tokenizer_config.json").is_file():
+    if (
+        not (directory / "tokenizer.json").is_file()
+        and not (directory / "tokenizer_config.json").is_file()
+    ):
         raise UserError(
             f"{directory} holds no tokenizer (no tokenizer.json)",
             "point tokenizer.path at a folder written by `llmkit tokenize` or save_pretrained",

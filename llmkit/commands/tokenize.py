@@ -23,7 +23,9 @@ def _text_batches(texts: datasets.Dataset) -> Iterator[list[str]]:
         yield batch.column("text").to_pylist()
 
 
-def run_tokenize(recipe: Recipe, *, output_dir: Path | None = None, overwrite: bool = False) -> dict[str, Any]:
+def run_tokenize(
+    recipe: Recipe, *, output_dir: Path | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Train (or load) the recipe's tokenizer, save it with its stats; returns the summary."""
     run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
     check_output_dir(run_dir, overwrite=overwrite)
@@ -33,32 +35,46 @@ def run_tokenize(recipe: Recipe, *, output_dir: Path | None = None, overwrite: b
     if recipe.tokenizer.path:
         tokenizer = load_tokenizer(recipe.tokenizer.path)
     else:
-        tokenizer = train_tokenizer(_text_batches(corpus.texts), recipe.tokenizer, total_rows=len(corpus.texts))
+        tokenizer = train_tokenizer(
+            _text_batches(corpus.texts), recipe.tokenizer, total_rows=len(corpus.texts)
+        )
     train_seconds = time.perf_counter() - started
-
-    claim_output_dir(run_dir, overwrite=overwrite)
-    save_recipe(run_dir, recipe)
-    save_tokenizer(tokenizer, run_dir)
 
     layout = "mlm" if tokenizer.cls_token_id is not None else "clm"
     metrics: dict[str, Any] = {
         "command": "tokenize",
         "output_dir": str(run_dir),
-        "tokenizer_type": recipe.tokenizer.type if not recipe.tokenizer.path else "loaded",
-        "style": resolve_style(recipe.tokenizer),
+        "tokenizer": (
+            f"loaded from {recipe.tokenizer.path}"
+            if recipe.tokenizer.path
+            else f"{recipe.tokenizer.type}, {resolve_style(recipe.tokenizer)} special tokens"
+        ),
         "vocab_size": len(tokenizer),
         "train_seconds": round(train_seconds, 3),
         **corpus.cleaning.as_dict(),
     }
+    # Packing writes only to the block cache, and may still find a user error (a corpus too
+    # small for one block), so it happens before the run directory is claimed.
     if recipe.data.encode:
-        packed = packed_blocks(recipe.data, recipe.data.train, tokenizer, layout, split="train", corpus=corpus)
+        packed = packed_blocks(
+            recipe.data, recipe.data.train, tokenizer, layout, split="train", corpus=corpus
+        )
         stats = packed.stats
-        metrics.update(blocks=stats.blocks, seq_len=recipe.data.seq_len, layout=layout,
-                       blocks_path=packed.path, blocks_reused=packed.reused,
-                       dropped_tokens=stats.dropped_tokens)
+        metrics.update(
+            blocks=stats.blocks,
+            seq_len=recipe.data.seq_len,
+            layout=layout,
+            blocks_path=packed.path,
+            blocks_reused=packed.reused,
+            dropped_tokens=stats.dropped_tokens,
+        )
         if recipe.data.validation:
-            validation = packed_blocks(recipe.data, recipe.data.validation, tokenizer, layout, split="validation")
-            metrics.update(validation_blocks=validation.stats.blocks, validation_blocks_path=validation.path)
+            validation = packed_blocks(
+                recipe.data, recipe.data.validation, tokenizer, layout, split="validation"
+            )
+            metrics.update(
+                validation_blocks=validation.stats.blocks, validation_blocks_path=validation.path
+            )
     else:
         stats = count_tokens(corpus.texts, tokenizer)
     metrics.update(
@@ -69,14 +85,19 @@ def run_tokenize(recipe: Recipe, *, output_dir: Path | None = None, overwrite: b
         unknown_rate=stats.unknown_rate,
         encode_mb_per_s=round(stats.megabytes_per_second, 3),
     )
+
+    claim_output_dir(run_dir, overwrite=overwrite)
+    save_recipe(run_dir, recipe)
+    save_tokenizer(tokenizer, run_dir)
     write_card(
         run_dir,
         title=f"Tokenizer: {recipe.name}",
-        what=f"A {metrics['tokenizer_type']} tokenizer ({metrics['style']} special tokens, "
-        f"{metrics['vocab_size']:,} entries). Load it with "
-        f"`AutoTokenizer.from_pretrained(\"{run_dir}\")`.",
+        what=f"A tokenizer ({metrics['tokenizer']}; {metrics['vocab_size']:,} entries). "
+        f'Load it with `AutoTokenizer.from_pretrained("{run_dir}")`.',
         recipe=recipe,
-        results={k: metrics[k] for k in ("vocab_size", "tokens", "chars_per_token", "unknown_rate")},
+        results={
+            k: metrics[k] for k in ("vocab_size", "tokens", "chars_per_token", "unknown_rate")
+        },
     )
     save_metrics(run_dir, metrics)
     return metrics

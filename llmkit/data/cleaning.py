@@ -62,4 +62,3 @@ def clean_corpus(
         dataset = dataset.select(np.flatnonzero(keep))
     report.rows_out = len(dataset)
     return dataset, report
-

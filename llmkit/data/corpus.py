@@ -37,7 +37,9 @@ class TextCorpus:
 
 
 def load_text_corpus(data: DataConfig, src: str, *, split: str) -> TextCorpus:
-    dataset, source = load_source(src, split=split, local_dir=data.local_dir, num_proc=data.num_proc)
+    dataset, source = load_source(
+        src, split=split, local_dir=data.local_dir, num_proc=data.num_proc
+    )
     texts = select_text(dataset, data.text_column, where=source.description)
     texts, report = clean_corpus(texts, data.clean, num_proc=data.num_proc)
     if len(texts) == 0:

@@ -36,6 +36,7 @@ Layout = Literal["clm", "mlm"]
 # Bump when the packed format changes, so that old cache entries are not reused.
 PACKING_VERSION = 1
 ENCODE_BATCH_ROWS = 2_000
+STATS_FILE = "llmkit_stats.json"
 
 
 @dataclass
@@ -107,11 +108,15 @@ def count_tokens(texts, tokenizer, on_rows=None) -> EncodeStats:
     return stats
 
 
-def _separator_ids(tokenizer: PreTrainedTokenizerFast, layout: Layout) -> tuple[list[int], list[int], list[int]]:
+def _separator_ids(
+    tokenizer: PreTrainedTokenizerFast, layout: Layout
+) -> tuple[list[int], list[int], list[int]]:
     """(after each document, before each block, after each block) token ids."""
     if layout == "clm":
         if tokenizer.eos_token_id is None:
-            raise UserError("the tokenizer has no EOS token, which CLM packing puts between documents")
+            raise UserError(
+                "the tokenizer has no EOS token, which CLM packing puts between documents"
+            )
         return [tokenizer.eos_token_id], [], []
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls_id is None or sep_id is None:
@@ -153,7 +158,11 @@ def pack_into_blocks(
     if head or tail:
         n = len(blocks)
         blocks = np.hstack(
-            [np.full((n, len(head)), head, np.int32), blocks, np.full((n, len(tail)), tail, np.int32)]
+            [
+                np.full((n, len(head)), head, np.int32),
+                blocks,
+                np.full((n, len(tail)), tail, np.int32),
+            ]
         )
     stats.blocks = len(blocks)
     if stats.blocks == 0:
@@ -166,7 +175,9 @@ def pack_into_blocks(
 
 
 def blocks_fingerprint(**inputs: object) -> str:
-    payload = json.dumps({"packing_version": PACKING_VERSION, **inputs}, sort_keys=True, default=str)
+    payload = json.dumps(
+        {"packing_version": PACKING_VERSION, **inputs}, sort_keys=True, default=str
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -176,21 +187,27 @@ def default_cache_dir(configured: str | None) -> Path:
     return Path(os.environ.get("LLMKIT_CACHE", Path.home() / ".cache" / "llmkit"))
 
 
-def load_cached_blocks(cache_dir: Path, fingerprint: str) -> tuple[datasets.Dataset, EncodeStats] | None:
+def load_cached_blocks(
+    cache_dir: Path, fingerprint: str
+) -> tuple[datasets.Dataset, EncodeStats] | None:
     folder = cache_dir / "blocks" / fingerprint
-    stats_file = folder / "llmkit_stats.json"
+    stats_file = folder / STATS_FILE
     if not stats_file.is_file():  # written last: its presence means the entry is complete
         return None
     return datasets.load_from_disk(str(folder)), EncodeStats(**json.loads(stats_file.read_text()))
 
 
-def save_cached_blocks(cache_dir: Path, fingerprint: str, blocks: datasets.Dataset, stats: EncodeStats) -> Path:
+def save_cached_blocks(
+    cache_dir: Path, fingerprint: str, blocks: datasets.Dataset, stats: EncodeStats
+) -> Path:
     """Write to a temporary folder and rename, so an entry is either complete or absent."""
     final = cache_dir / "blocks" / fingerprint
     staging = final.with_name(f".{fingerprint}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     blocks.save_to_disk(str(staging))
-    (staging / "llmkit_stats.json").write_text(json.dumps(asdict(stats)))
+    (staging / STATS_FILE).write_text(json.dumps(asdict(stats)))
+    if final.exists() and not (final / STATS_FILE).is_file():
+        shutil.rmtree(final, ignore_errors=True)  # left by a run killed before renaming
     try:
         staging.rename(final)
     except OSError:  # another process finished the same entry first

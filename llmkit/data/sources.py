@@ -150,7 +150,9 @@ def _split_file(folder: Path, patterns: tuple[str, ...], split: str) -> Path:
     )
 
 
-def resolve_source(src: str, *, split: str = "train", local_dir: str | None = None) -> ResolvedSource:
+def resolve_source(
+    src: str, *, split: str = "train", local_dir: str | None = None
+) -> ResolvedSource:
     """Decide where SRC's rows come from, without reading them yet."""
     if src == "builtin":
         return ResolvedSource("builtin (WikiText-2 valid)", files=(BUILTIN_CORPUS,))

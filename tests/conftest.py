@@ -1,0 +1,46 @@
+"""Every test runs offline, with its own packed-block cache."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.pop("LLMKIT_DATA_DIR", None)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LLMKIT_CACHE", str(tmp_path_factory.mktemp("llmkit-cache")))
+
+
+@pytest.fixture(scope="session")
+def builtin_corpus() -> Path:
+    from llmkit.data.sources import BUILTIN_CORPUS
+
+    return BUILTIN_CORPUS
+
+
+@pytest.fixture(scope="session")
+def wikitext_raw_test() -> Path:
+    """WikiText-2 raw test rows: the whole split when ../shared/data has it, else a slice."""
+    full = SHARED_DATA / "wikitext-2-raw-hfrows" / "wiki.test.raw"
+    return full if full.is_file() else FIXTURES / "wikitext-2-raw-test-head.raw"
+
+
+@pytest.fixture
+def shared_data():
+    """shared_data("glue/SST-2/dev.tsv"): the path, or a skip with the reason."""
+
+    def find(relative: str) -> Path:
+        path = SHARED_DATA / relative
+        if not path.exists():
+            pytest.skip(f"needs ../shared/data/{relative} (present in CI, absent in a plain clone)")
+        return path
+
+    return find

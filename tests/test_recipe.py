@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmkit.errors import UserError
+from llmkit.recipe import Recipe, apply_override, load_recipe, shipped_recipe_names
+
+
+def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_recipe_found_by_name():
+    assert {"tokenizer-byte-bpe", "tokenizer-wordpiece"} <= set(shipped_recipe_names())
+    recipe = load_recipe("tokenizer-wordpiece")
+    assert recipe.tokenizer.type == "wordpiece"
+    assert recipe.resolved_output_dir == Path("runs/tokenizer-wordpiece")
+
+
+def test_every_shipped_recipe_starts_with_the_command_that_runs_it():
+    from llmkit.recipe import shipped_recipes_dir
+
+    for path in shipped_recipes_dir().glob("*.yaml"):
+        head = path.read_text().splitlines()[:4]
+        assert any("llmkit " in line and path.stem in line for line in head), path
+
+
+def test_name_defaults_to_the_file_stem(tmp_path):
+    recipe = load_recipe(str(write(tmp_path, "tokenizer: {vocab_size: 500}\n", "my-tok.yaml")))
+    assert recipe.name == "my-tok"
+    assert recipe.tokenizer.vocab_size == 500
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path):
+    recipe = load_recipe(
+        str(write(tmp_path, "data: {train: builtin}\n")),
+        ["data.seq_len=256", "data.clean.dedup=true", "data.clean.normalize=NFKC", "seed=7"],
+    )
+    assert recipe.data.seq_len == 256 and recipe.data.clean.dedup is True
+    assert recipe.data.clean.normalize == "NFKC" and recipe.seed == 7
+
+
+def test_override_creates_missing_sections():
+    tree: dict = {}
+    apply_override(tree, "data.clean.max_chars=1000")
+    assert tree == {"data": {"clean": {"max_chars": 1000}}}
+
+
+def test_resolved_recipe_round_trips(tmp_path):
+    recipe = load_recipe("tokenizer-byte-bpe", ["tokenizer.vocab_size=1234"])
+    saved = write(tmp_path, recipe.to_yaml(), "recipe.yaml")
+    assert load_recipe(str(saved)) == recipe
+    assert Recipe.model_validate(yaml.safe_load(recipe.to_yaml())) == recipe
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.trian=x", "unknown recipe key 'data.trian' (did you mean 'data.train'?)"),
+        ("tokenizer.vocab_sise=10", "did you mean 'tokenizer.vocab_size'"),
+        ("tokeniser.type=bpe", "did you mean 'tokenizer'"),
+        ("tokenizer.vocab_size=abc", "recipe key 'tokenizer.vocab_size'"),
+        ("tokenizer.vocab_size=10", "greater than or equal to 64"),
+        ("data.seq_len=-5", "recipe key 'data.seq_len'"),
+        ("tokenizer.type=sentencepiece", "'byte-bpe', 'bpe', 'wordpiece' or 'unigram'"),
+        ("data.train.path=x", "'data.train' is a value, not a section"),
+        ("novalue", "not of the form key=value"),
+        ("data.train=[unclosed", "not valid YAML"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, expected):
+    with pytest.raises(UserError) as caught:
+        load_recipe("tokenizer-byte-bpe", [override])
+    assert expected in str(caught.value)
+
+
+def test_missing_recipe_suggests_a_shipped_one():
+    with pytest.raises(UserError, match="did you mean 'tokenizer-wordpiece'"):
+        load_recipe("tokenizer-wordpeice")
+    with pytest.raises(UserError, match="does not exist"):
+        load_recipe("no/such/recipe.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- a\n- b\n", "must be a mapping"),
+        ("data: [unclosed\n", "not valid YAML"),
+        ("data: 3\n", "data"),
+    ],
+)
+def test_bad_recipe_files(tmp_path, text, expected):
+    with pytest.raises(UserError, match=expected):
+        load_recipe(str(write(tmp_path, text)))
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = write(tmp_path, "name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_recipe(str(path))

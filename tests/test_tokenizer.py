@@ -1,0 +1,87 @@
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from llmkit.errors import UserError
+from llmkit.recipe import TokenizerConfig
+from llmkit.tokenizer import load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
+
+
+def corpus_batches(path, batch=2000):
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for start in range(0, len(lines), batch):
+        yield lines[start : start + batch]
+
+
+def trained(path, tmp_path, **config):
+    tokenizer = train_tokenizer(corpus_batches(path), TokenizerConfig(**config))
+    save_tokenizer(tokenizer, tmp_path)
+    return AutoTokenizer.from_pretrained(tmp_path)
+
+
+def test_byte_bpe_round_trips_every_raw_wikitext_row(builtin_corpus, wikitext_raw_test, tmp_path):
+    tokenizer = trained(builtin_corpus, tmp_path, type="byte-bpe", vocab_size=2000)
+    rows = wikitext_raw_test.read_bytes().decode("utf-8").split("\r\n")
+    assert len(rows) > 100
+    mismatched = [r for r in rows if tokenizer.decode(tokenizer(r)["input_ids"]) != r]
+    assert mismatched == []
+    # The raw text holds characters the tokenized training text never showed: still no unknowns.
+    ids = tokenizer("Ünïcödé → 東京 🙂")["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+
+
+def test_gpt_style_special_tokens_survive_save_and_load(builtin_corpus, tmp_path):
+    tokenizer = trained(builtin_corpus, tmp_path, type="byte-bpe", vocab_size=500)
+    assert tokenizer.eos_token == tokenizer.bos_token == "<|endoftext|>"
+    assert tokenizer.pad_token == "<|pad|>" and tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert tokenizer("a b")["input_ids"] == tokenizer("a b", add_special_tokens=False)["input_ids"]
+    assert "token_type_ids" not in tokenizer("a b")
+    special_map = json.loads((tmp_path / "special_tokens_map.json").read_text())
+    assert special_map["eos_token"] == "<|endoftext|>"
+
+
+def test_wordpiece_encodes_a_pair_with_the_bert_template(builtin_corpus, tmp_path):
+    tokenizer = trained(builtin_corpus, tmp_path, type="wordpiece", vocab_size=3000)
+    assert (tokenizer.cls_token, tokenizer.sep_token, tokenizer.mask_token) == (
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+    )
+    assert (tokenizer.pad_token, tokenizer.unk_token) == ("[PAD]", "[UNK]")
+    encoded = tokenizer("the game", "was released")
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    a = tokenizer.tokenize("the game")
+    b = tokenizer.tokenize("was released")
+    assert tokens == ["[CLS]", *a, "[SEP]", *b, "[SEP]"]
+    assert encoded["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
+
+
+def test_roberta_style_wraps_pairs_with_double_separator(builtin_corpus, tmp_path):
+    tokenizer = trained(builtin_corpus, tmp_path, type="byte-bpe", style="roberta", vocab_size=800)
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("a", "b")["input_ids"])
+    assert tokens[0] == "<s>" and tokens.count("</s>") == 3 and tokenizer.mask_token == "<mask>"
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_bpe_and_unigram_train_and_load(builtin_corpus, tmp_path, kind):
+    tokenizer = trained(builtin_corpus, tmp_path, type=kind, vocab_size=1500)
+    assert 1000 <= len(tokenizer) <= 1500
+    text = "The game was released in Japan in 2011 ."
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == text
+    assert tokenizer.eos_token == "<|endoftext|>" and tokenizer.unk_token == "<|unk|>"
+
+
+def test_fingerprint_changes_with_the_vocabulary(builtin_corpus):
+    small = train_tokenizer(corpus_batches(builtin_corpus), TokenizerConfig(vocab_size=400))
+    again = train_tokenizer(corpus_batches(builtin_corpus), TokenizerConfig(vocab_size=400))
+    larger = train_tokenizer(corpus_batches(builtin_corpus), TokenizerConfig(vocab_size=500))
+    assert tokenizer_fingerprint(small) == tokenizer_fingerprint(again)
+    assert tokenizer_fingerprint(small) != tokenizer_fingerprint(larger)
+
+
+def test_loading_a_folder_without_a_tokenizer_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="holds no tokenizer"):
+        load_tokenizer(tmp_path)
