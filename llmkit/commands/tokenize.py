@@ -9,8 +9,7 @@ from typing import Any
 
 import datasets
 
-from llmkit.data.corpus import load_text_corpus, packed_blocks
-from llmkit.data.packing import count_tokens
+from llmkit.data.corpus import load_text_corpus, measure_corpus, packed_blocks
 from llmkit.recipe import Recipe
 from llmkit.rundir import check_output_dir, claim_output_dir, save_metrics, save_recipe, write_card
 from llmkit.tokenizer import load_tokenizer, resolve_style, save_tokenizer, train_tokenizer
@@ -76,7 +75,7 @@ def run_tokenize(
                 validation_blocks=validation.stats.blocks, validation_blocks_path=validation.path
             )
     else:
-        stats = count_tokens(corpus.texts, tokenizer)
+        stats = measure_corpus(corpus, tokenizer, recipe.data)
     metrics.update(
         documents=stats.documents,
         characters=stats.characters,

@@ -18,6 +18,7 @@ from llmkit.data.packing import (
     EncodeStats,
     Layout,
     blocks_fingerprint,
+    count_tokens,
     default_cache_dir,
     load_cached_blocks,
     pack_into_blocks,
@@ -65,6 +66,18 @@ def rows_progress() -> Progress:
     )
 
 
+def measure_corpus(corpus: TextCorpus, tokenizer: PreTrainedTokenizerFast, data: DataConfig):
+    """Encode the corpus only to count tokens, unknowns and throughput."""
+    with rows_progress() as progress:
+        task = progress.add_task("encode", total=len(corpus.texts))
+        return count_tokens(
+            corpus.texts,
+            tokenizer,
+            num_proc=data.num_proc,
+            on_rows=lambda n: progress.advance(task, n),
+        )
+
+
 @dataclass
 class PackedBlocks:
     blocks: datasets.Dataset  # `input_ids`, each exactly seq_len long
@@ -109,6 +122,7 @@ def packed_blocks(
             tokenizer,
             data.seq_len,
             layout,
+            num_proc=data.num_proc,
             on_rows=lambda n: progress.advance(task, n),
         )
     path = save_cached_blocks(cache_dir, fingerprint, blocks, stats)

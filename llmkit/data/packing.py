@@ -4,8 +4,8 @@ Layouts:
   clm  documents joined with EOS into one stream, cut into seq_len blocks (no padding)
   mlm  the stream cut into seq_len-2 pieces, each wrapped as [CLS] ... [SEP]
 
-Encoding runs through the Rust tokenizer's batch encoder (all cores via its thread pool) and
-packing through numpy, so no Python loop touches individual tokens. Only the final partial
+Encoding runs through the Rust tokenizer's batch encoder (in forked workers for large
+corpora) and packing through numpy. Only the final partial
 block is dropped. A packed corpus is saved with `save_to_disk` under a folder named by the
 fingerprint of everything that shapes it (corpus, cleaning, tokenizer, seq_len, layout); the
 next run with the same inputs loads it instead of encoding again.
@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +38,6 @@ from llmkit.errors import UserError
 Layout = Literal["clm", "mlm"]
 # Bump when the packed format changes, so that old cache entries are not reused.
 PACKING_VERSION = 1
-ENCODE_BATCH_ROWS = 2_000
 STATS_FILE = "llmkit_stats.json"
 
 
@@ -62,6 +64,10 @@ class EncodeStats:
     def megabytes_per_second(self) -> float:
         return self.utf8_bytes / 1e6 / self.seconds if self.seconds else 0.0
 
+    def add(self, other: EncodeStats) -> None:
+        for name in ("documents", "characters", "utf8_bytes", "tokens", "unknown_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def as_dict(self) -> dict[str, float | int]:
         return {
             **asdict(self),
@@ -71,41 +77,103 @@ class EncodeStats:
         }
 
 
-def encode_batches(
+# Rows per unit of work: one Rust batch call in-process, one task for a worker process.
+CHUNK_ROWS = 20_000
+# Below this many rows, starting worker processes costs more than it saves.
+PARALLEL_MIN_ROWS = 50_000
+
+# What forked workers read: set in the parent just before the pool starts, inherited by fork
+# (pickling a dataset or tokenizer into every task would copy them again and again).
+_shared: dict = {}
+
+
+def _encode_chunk(bounds: tuple[int, int]) -> tuple[np.ndarray, EncodeStats]:
+    """Token ids of rows [start, end), each document followed by the separator ids."""
+    texts, tokenizer, after_doc = _shared["texts"], _shared["tokenizer"], _shared["after_doc"]
+    column = texts.with_format("arrow")[bounds[0] : bounds[1]].column("text")
+    encodings = tokenizer.backend_tokenizer.encode_batch_fast(
+        column.to_pylist(), add_special_tokens=False
+    )
+    ids = [e.ids for e in encodings]
+    stats = EncodeStats(
+        documents=len(ids),
+        characters=pc.sum(pc.utf8_length(column)).as_py() or 0,
+        utf8_bytes=pc.sum(pc.binary_length(column)).as_py() or 0,
+        tokens=sum(map(len, ids)),
+    )
+    # A byte-level tokenizer maps unknowns onto a real token (GPT-2's <|endoftext|>), which
+    # plain text never produces, so counting that id is still an honest unknown rate.
+    if tokenizer.unk_token_id is not None:
+        stats.unknown_tokens = sum(doc.count(tokenizer.unk_token_id) for doc in ids)
+    for doc in ids:
+        doc.extend(after_doc)
+    flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=sum(map(len, ids)))
+    return flat, stats
+
+
+def _worker_count(rows: int, num_proc: int | None) -> int:
+    wanted = num_proc or os.cpu_count() or 1
+    if wanted <= 1 or rows < PARALLEL_MIN_ROWS or "fork" not in mp.get_all_start_methods():
+        return 1
+    return min(wanted, -(-rows // CHUNK_ROWS))
+
+
+def encode_chunks(
     texts: datasets.Dataset,
     tokenizer: PreTrainedTokenizerFast,
-    stats: EncodeStats,
+    after_doc: list[int],
+    *,
+    num_proc: int | None = None,
     on_rows: Callable[[int], None] | None = None,
-) -> Iterator[list[list[int]]]:
-    """Token ids of each document (no special tokens), one batch of documents at a time."""
-    backend = tokenizer.backend_tokenizer
-    unk_id = tokenizer.unk_token_id
-    # A byte-level tokenizer maps unknowns onto a real token (GPT-2's <|endoftext|>), which
-    # plain text never produces, so counting it is still an honest unknown rate.
-    for batch in texts.with_format("arrow").iter(batch_size=ENCODE_BATCH_ROWS):
-        column = batch.column("text")
-        rows = column.to_pylist()
-        started = time.perf_counter()
-        encodings = backend.encode_batch_fast(rows, add_special_tokens=False)
-        ids = [e.ids for e in encodings]
-        stats.seconds += time.perf_counter() - started
-        stats.documents += len(rows)
-        stats.characters += pc.sum(pc.utf8_length(column)).as_py() or 0
-        stats.utf8_bytes += pc.sum(pc.binary_length(column)).as_py() or 0
-        stats.tokens += sum(map(len, ids))
-        if unk_id is not None:
-            stats.unknown_tokens += sum(doc.count(unk_id) for doc in ids)
-        if on_rows is not None:
-            on_rows(len(rows))
-        yield ids
+) -> Iterator[tuple[np.ndarray, EncodeStats]]:
+    """Encoded chunks of the corpus, in corpus order.
+
+    One process: the Rust batch encoder already uses every core. Several (large corpora):
+    forked workers each encode contiguous rows, which also spreads the Python-side work
+    (turning encodings into arrays) that a single process would do on one core.
+    """
+    bounds = [(i, min(i + CHUNK_ROWS, len(texts))) for i in range(0, len(texts), CHUNK_ROWS)]
+    workers = _worker_count(len(texts), num_proc)
+    _shared.update(texts=texts, tokenizer=tokenizer, after_doc=after_doc)
+    try:
+        if workers == 1:
+            for start_end in bounds:
+                yield _encode_chunk(start_end)
+                if on_rows is not None:
+                    on_rows(start_end[1] - start_end[0])
+            return
+        with _single_threaded_tokenizers(), mp.get_context("fork").Pool(workers) as pool:
+            for start_end, result in zip(bounds, pool.imap(_encode_chunk, bounds), strict=True):
+                yield result
+                if on_rows is not None:
+                    on_rows(start_end[1] - start_end[0])
+    finally:
+        _shared.clear()
 
 
-def count_tokens(texts, tokenizer, on_rows=None) -> EncodeStats:
+@contextmanager
+def _single_threaded_tokenizers() -> Iterator[None]:
+    """Forked workers each encode on one thread; saying so up front also stops tokenizers
+    from warning about a fork after its thread pool was used."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
+def count_tokens(texts, tokenizer, *, num_proc=None, on_rows=None) -> EncodeStats:
     """Encode the corpus once only to measure it (tokens, unknown rate, throughput)."""
-    stats = EncodeStats()
-    for _ in encode_batches(texts, tokenizer, stats, on_rows):
-        pass
-    return stats
+    started = time.perf_counter()
+    total = EncodeStats()
+    for _, stats in encode_chunks(texts, tokenizer, [], num_proc=num_proc, on_rows=on_rows):
+        total.add(stats)
+    total.seconds = time.perf_counter() - started
+    return total
 
 
 def _separator_ids(
@@ -133,28 +201,27 @@ def pack_into_blocks(
     tokenizer: PreTrainedTokenizerFast,
     seq_len: int,
     layout: Layout,
+    *,
+    num_proc: int | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> tuple[datasets.Dataset, EncodeStats]:
     """Encode `texts` (a dataset with a `text` column) and cut the stream into blocks."""
     after_doc, head, tail = _separator_ids(tokenizer, layout)
     body = seq_len - len(head) - len(tail)
+    started = time.perf_counter()
     stats = EncodeStats()
     pieces: list[np.ndarray] = []
     carry = np.empty(0, dtype=np.int32)
-    for ids in encode_batches(texts, tokenizer, stats, on_rows):
-        started = time.perf_counter()
-        for doc in ids:
-            doc.extend(after_doc)
-        flat = np.fromiter(
-            (t for doc in ids for t in doc), dtype=np.int32, count=sum(map(len, ids))
-        )
+    for flat, chunk_stats in encode_chunks(
+        texts, tokenizer, after_doc, num_proc=num_proc, on_rows=on_rows
+    ):
+        stats.add(chunk_stats)
         stream = np.concatenate([carry, flat])
         usable = len(stream) - len(stream) % body
         pieces.append(stream[:usable])
         carry = stream[usable:]
-        stats.seconds += time.perf_counter() - started
     stats.dropped_tokens = len(carry)
-    blocks = np.concatenate(pieces).reshape(-1, body) if pieces else np.empty((0, body), np.int32)
+    blocks = np.concatenate(pieces).reshape(-1, body)
     if head or tail:
         n = len(blocks)
         blocks = np.hstack(
@@ -171,6 +238,7 @@ def pack_into_blocks(
             "use more text or a smaller data.seq_len",
         )
     column = pa.FixedSizeListArray.from_arrays(pa.array(blocks.reshape(-1)), seq_len)
+    stats.seconds = time.perf_counter() - started
     return datasets.Dataset(InMemoryTable(pa.table({"input_ids": column}))), stats
 
 

@@ -105,3 +105,20 @@ def test_an_interrupted_cache_entry_is_not_reused(gpt_tokenizer, tmp_path):
     again = packed_blocks(data, "builtin", gpt_tokenizer, "clm", split="train")
     assert not again.reused and again.stats.blocks == first.stats.blocks
     assert packed_blocks(data, "builtin", gpt_tokenizer, "clm", split="train").reused
+
+
+def test_worker_processes_give_exactly_the_single_process_blocks(texts, gpt_tokenizer, monkeypatch):
+    from llmkit.data import packing
+
+    single, single_stats = pack_into_blocks(texts, gpt_tokenizer, 128, "clm", num_proc=1)
+    monkeypatch.setattr(packing, "PARALLEL_MIN_ROWS", 100)
+    monkeypatch.setattr(packing, "CHUNK_ROWS", 300)  # 9 chunks over 2 workers, out of step
+    assert packing._worker_count(len(texts), 2) == 2
+    seen = []
+    parallel, parallel_stats = pack_into_blocks(
+        texts, gpt_tokenizer, 128, "clm", num_proc=2, on_rows=seen.append
+    )
+    assert sum(seen) == len(texts)
+    assert parallel["input_ids"] == single["input_ids"]
+    parallel_stats.seconds = single_stats.seconds
+    assert parallel_stats == single_stats
