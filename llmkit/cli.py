@@ -35,10 +35,10 @@ RecipeOption = typer.Option(
 SetOption = typer.Option(
     None,
     "--set",
-    help="Override one recipe key, value parsed as YAML: --set train.lr=3e-4 (repeatable).",
+    help="Override one recipe key, the value parsed as YAML: --set data.seq_len=256 (repeatable).",
 )
 OutputDirOption = typer.Option(
-    None, "--output-dir", "-o", help="Run directory [default: runs/<recipe name>]."
+    None, "--output-dir", "-o", help="Run directory (default: runs/<recipe name>)."
 )
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Replace a run already in the output directory."
