@@ -118,9 +118,80 @@ def tokenize(
     _report(f"tokenize → {summary['output_dir']}", summary, as_json)
 
 
-def main() -> None:
-    import datasets
+ResumeOption = typer.Option(
+    None,
+    "--resume",
+    help="Continue a run: 'auto' (its newest complete checkpoint, or a fresh start) or a "
+    "checkpoint/run path.",
+)
 
-    # datasets draws a bar for every small load and save; llmkit shows its own for long steps.
+
+def _pretrain(objective, recipe, overrides, output_dir, overwrite, resume, dry_run, as_json):
+    from llmkit.commands.pretrain import describe_model, run_pretrain
+    from llmkit.recipe import load_recipe
+
+    resolved = load_recipe(recipe, overrides or [])
+    if dry_run:
+        out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
+        print_table("model", describe_model(resolved, objective))
+        return
+    summary = run_pretrain(
+        resolved, objective, output_dir=output_dir, overwrite=overwrite, resume=resume
+    )
+    _report(f"pretrain-{objective} → {summary['output_dir']}", summary, as_json)
+
+
+@app.command("pretrain-clm")
+@guarded
+def pretrain_clm(
+    recipe: str = RecipeOption,
+    overrides: list[str] = SetOption,
+    output_dir: Path = OutputDirOption,
+    overwrite: bool = OverwriteOption,
+    resume: str = ResumeOption,
+    dry_run: bool = DryRunOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.
+
+    Example: [cyan]llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100[/]
+    """
+    _pretrain("clm", recipe, overrides, output_dir, overwrite, resume, dry_run, as_json)
+
+
+@app.command("pretrain-mlm")
+@guarded
+def pretrain_mlm(
+    recipe: str = RecipeOption,
+    overrides: list[str] = SetOption,
+    output_dir: Path = OutputDirOption,
+    overwrite: bool = OverwriteOption,
+    resume: str = ResumeOption,
+    dry_run: bool = DryRunOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence prediction).
+
+    Example: [cyan]llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true[/]
+    """
+    _pretrain("mlm", recipe, overrides, output_dir, overwrite, resume, dry_run, as_json)
+
+
+def quiet_libraries() -> None:
+    """The CLI shows its own progress and errors; the libraries' bars and notices are noise."""
+    import warnings
+
+    import datasets
+    import transformers
+
     datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def main() -> None:
+    if not os.environ.get("LLMKIT_DEBUG"):
+        quiet_libraries()
     sys.exit(app())

@@ -41,7 +41,8 @@ class DataConfig(Section):
     encode: bool = False  # tokenize: also encode and pack the corpus into seq_len blocks
     local_dir: str | None = None  # local copy of a known name (else $LLMKIT_DATA_DIR/<name>)
     cache_dir: str | None = None  # packed-block cache (else $LLMKIT_CACHE or ~/.cache/llmkit)
-    num_proc: int | None = Field(None, ge=1)  # processes for dataset loading (default: cores)
+    num_proc: int | None = Field(None, ge=1)  # encoding worker processes (default: all cores)
+    validation_fraction: float = Field(0.05, ge=0, lt=1)  # held out when no validation source
     clean: CleaningConfig = CleaningConfig()
 
 
@@ -57,11 +58,58 @@ class TokenizerConfig(Section):
     max_length: int | None = Field(None, ge=1)  # saved as model_max_length
 
 
+class ModelConfig(Section):
+    family: Literal["gpt2", "llama", "bert", "roberta"] | None = None  # or path
+    path: str | None = None  # continue from this checkpoint (llmkit run or HF folder)
+    layers: int = Field(2, ge=1)
+    hidden: int = Field(128, ge=8)
+    heads: int = Field(2, ge=1)
+    kv_heads: int | None = Field(None, ge=1)  # llama only: grouped-query attention
+    intermediate: int | None = Field(None, ge=1)  # default: 4 x hidden (llama: ~8/3 x hidden)
+    max_positions: int | None = Field(None, ge=8)  # default: data.seq_len
+    dropout: float = Field(0.1, ge=0, lt=1)
+    initializer_range: float = Field(0.02, gt=0)
+    tie_embeddings: bool = True  # share input embeddings and output projection
+    vocab_size: int | None = Field(None, ge=64)  # default: the tokenizer's, padded
+    vocab_multiple: int = Field(64, ge=1)  # pad the vocabulary to a multiple (GPU efficiency)
+    attention: Literal["sdpa", "eager"] = "sdpa"
+
+
+class ObjectiveConfig(Section):  # masked-LM commands only
+    mlm_probability: float = Field(0.15, gt=0, lt=1)  # tokens selected; 80% [MASK] 10% random
+    whole_word_mask: bool = False  # select whole words (then every selected token is [MASK])
+    nsp: bool = False  # next-sentence prediction (bert family): BertForPreTraining
+
+
+class TrainConfig(Section):
+    max_steps: int | None = Field(None, ge=1)  # wins over epochs
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)  # per device
+    eval_batch_size: int | None = Field(None, ge=1)  # default: batch_size
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    schedule: Literal["linear", "cosine", "constant"] = "cosine"
+    warmup: float = Field(0.0, ge=0)  # below 1: a fraction of the steps; else a step count
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)  # 0 turns clipping off
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False  # torch.compile the model
+    gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
+    log_every: int = Field(10, ge=1)
+    eval_every: int | None = Field(None, ge=1)  # steps; always evaluated at start and end
+    save_every: int | None = Field(None, ge=1)  # steps between resumable checkpoints
+    keep_checkpoints: int | None = Field(2, ge=1)  # newest N kept; null keeps all
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = []  # none by default
+
+
 class Recipe(Section):
     name: str = "run"  # default output dir: runs/<name>
     seed: int = 42
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    train: TrainConfig = TrainConfig()
     output_dir: str | None = None  # default: runs/<name>
 
     @property

@@ -21,6 +21,9 @@ from llmkit.recipe import Recipe
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
+CHECKPOINT_PREFIX = "checkpoint-"
+# A checkpoint counts as complete once the files Trainer writes last are there.
+CHECKPOINT_REQUIRED = ("model.safetensors", "trainer_state.json")
 
 
 def is_run_dir(path: Path) -> bool:
@@ -31,8 +34,10 @@ def is_finished_run(path: Path) -> bool:
     return is_run_dir(path) and (path / METRICS_FILE).is_file()
 
 
-def check_output_dir(path: Path, *, overwrite: bool) -> None:
+def check_output_dir(path: Path, *, overwrite: bool, resume: bool = False) -> None:
     """Fail early, before any work, if writing to `path` would destroy something."""
+    if overwrite and resume:
+        raise UserError("--overwrite and --resume exclude each other", "choose one")
     if path.exists() and not path.is_dir():
         raise UserError(f"output dir {path} is a file", "choose another --output-dir")
     if not path.is_dir() or not any(path.iterdir()):
@@ -42,17 +47,18 @@ def check_output_dir(path: Path, *, overwrite: bool) -> None:
             f"output dir {path} holds files that are not an llmkit run; refusing to write there",
             "choose another --output-dir (llmkit never deletes what it did not write)",
         )
-    if not overwrite:
+    if not overwrite and not resume:
         state = "a finished run" if is_finished_run(path) else "an unfinished run"
         raise UserError(
             f"output dir {path} already holds {state}",
-            "pass --overwrite to replace it, or choose another --output-dir",
+            "pass --resume auto to continue it, --overwrite to replace it, "
+            "or choose another --output-dir",
         )
 
 
-def claim_output_dir(path: Path, *, overwrite: bool) -> Path:
+def claim_output_dir(path: Path, *, overwrite: bool, resume: bool = False) -> Path:
     """Create the run directory, replacing an earlier run only when overwriting."""
-    check_output_dir(path, overwrite=overwrite)
+    check_output_dir(path, overwrite=overwrite, resume=resume)
     if overwrite and is_run_dir(path):
         shutil.rmtree(path)
     try:
@@ -62,6 +68,35 @@ def claim_output_dir(path: Path, *, overwrite: bool) -> Path:
     if not os.access(path, os.W_OK):
         raise UserError(f"output dir {path} is not writable")
     return path
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints that can be resumed from, oldest first."""
+    found = []
+    for folder in run_dir.glob(f"{CHECKPOINT_PREFIX}*"):
+        step = folder.name.removeprefix(CHECKPOINT_PREFIX)
+        if step.isdigit() and all((folder / name).is_file() for name in CHECKPOINT_REQUIRED):
+            found.append((int(step), folder))
+    return [folder for _, folder in sorted(found)]
+
+
+def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
+    """The checkpoint to continue from: `auto` takes the newest complete one, if any."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        checkpoints = complete_checkpoints(run_dir) if run_dir.is_dir() else []
+        return checkpoints[-1] if checkpoints else None
+    given = Path(resume)
+    if all((given / name).is_file() for name in CHECKPOINT_REQUIRED):
+        return given
+    checkpoints = complete_checkpoints(given) if given.is_dir() else []
+    if not checkpoints:
+        raise UserError(
+            f"--resume {resume}: no complete checkpoint there",
+            f"give a {CHECKPOINT_PREFIX}<step> folder, a run directory that has one, or auto",
+        )
+    return checkpoints[-1]
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -10,12 +10,12 @@ model family it is for:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -29,6 +29,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from llmkit.errors import UserError
 from llmkit.recipe import TokenizerConfig
+
+TRAIN_BATCH_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,16 @@ def special_tokens_for(style: str, byte_level: bool) -> SpecialTokens:
     return SpecialTokens(bos=eot, eos=eot, unk=eot if byte_level else "<|unk|>", pad="<|pad|>")
 
 
-def resolve_style(config: TokenizerConfig) -> str:
+# The special tokens each model family expects.
+FAMILY_STYLE = {"gpt2": "gpt", "llama": "gpt", "bert": "bert", "roberta": "roberta"}
+
+
+def resolve_style(config: TokenizerConfig, family: str | None = None) -> str:
+    """`auto` follows the model family, else the tokenizer type (wordpiece means BERT)."""
     if config.style != "auto":
         return config.style
+    if family in FAMILY_STYLE:
+        return FAMILY_STYLE[family]
     return "bert" if config.type == "wordpiece" else "gpt"
 
 
@@ -138,10 +147,14 @@ def _untrained_pipeline(config: TokenizerConfig, specials: SpecialTokens):
 
 
 def train_tokenizer(
-    batches: Iterator[list[str]], config: TokenizerConfig, *, total_rows: int | None = None
+    batches: Iterator[list[str]],
+    config: TokenizerConfig,
+    *,
+    total_rows: int | None = None,
+    family: str | None = None,
 ) -> PreTrainedTokenizerFast:
     """Train on an iterator of text batches; return a ready transformers tokenizer."""
-    style = resolve_style(config)
+    style = resolve_style(config, family)
     specials = special_tokens_for(style, byte_level=config.type == "byte-bpe")
     tokenizer, trainer = _untrained_pipeline(config, specials)
     tokenizer.train_from_iterator(batches, trainer=trainer, length=total_rows)
@@ -165,6 +178,17 @@ def train_tokenizer(
     return wrapped
 
 
+def train_tokenizer_on(
+    texts: datasets.Dataset, config: TokenizerConfig, *, family: str | None = None
+) -> PreTrainedTokenizerFast:
+    """Train on a dataset's `text` column, streamed in batches."""
+    batches = (
+        batch.column("text").to_pylist()
+        for batch in texts.with_format("arrow").iter(batch_size=TRAIN_BATCH_ROWS)
+    )
+    return train_tokenizer(batches, config, total_rows=len(texts), family=family)
+
+
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
     """save_pretrained, plus the special_tokens_map.json that older tools still read."""
     tokenizer.save_pretrained(directory)
@@ -186,8 +210,3 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
         return AutoTokenizer.from_pretrained(str(directory))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the tokenizer in {directory}: {e}") from e
-
-
-def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
-    """Changes whenever encoding could change (vocab, merges, normalizer, templates)."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()

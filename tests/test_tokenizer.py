@@ -3,9 +3,10 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
+from llmkit.data.packing import tokenizer_fingerprint
 from llmkit.errors import UserError
 from llmkit.recipe import TokenizerConfig
-from llmkit.tokenizer import load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
+from llmkit.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 
 
 def corpus_batches(path, batch=2000):

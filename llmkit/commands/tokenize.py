@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import datasets
 
 from llmkit.data.corpus import load_text_corpus, measure_corpus, packed_blocks
 from llmkit.recipe import Recipe
 from llmkit.rundir import check_output_dir, claim_output_dir, save_metrics, save_recipe, write_card
-from llmkit.tokenizer import load_tokenizer, resolve_style, save_tokenizer, train_tokenizer
-
-TRAIN_BATCH_ROWS = 10_000
-
-
-def _text_batches(texts: datasets.Dataset) -> Iterator[list[str]]:
-    for batch in texts.with_format("arrow").iter(batch_size=TRAIN_BATCH_ROWS):
-        yield batch.column("text").to_pylist()
+from llmkit.tokenizer import load_tokenizer, resolve_style, save_tokenizer, train_tokenizer_on
 
 
 def run_tokenize(
@@ -34,9 +24,7 @@ def run_tokenize(
     if recipe.tokenizer.path:
         tokenizer = load_tokenizer(recipe.tokenizer.path)
     else:
-        tokenizer = train_tokenizer(
-            _text_batches(corpus.texts), recipe.tokenizer, total_rows=len(corpus.texts)
-        )
+        tokenizer = train_tokenizer_on(corpus.texts, recipe.tokenizer)
     train_seconds = time.perf_counter() - started
 
     layout = "mlm" if tokenizer.cls_token_id is not None else "clm"

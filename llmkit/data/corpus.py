@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerFast
 
 from llmkit.console import err, is_main_process
 from llmkit.data.cleaning import CleaningReport, clean_corpus
+from llmkit.data.nsp import build_sentence_pairs
 from llmkit.data.packing import (
     EncodeStats,
     Layout,
@@ -23,11 +24,11 @@ from llmkit.data.packing import (
     load_cached_blocks,
     pack_into_blocks,
     save_cached_blocks,
+    tokenizer_fingerprint,
 )
 from llmkit.data.sources import ResolvedSource, load_source, resolve_source, select_text
 from llmkit.errors import UserError
 from llmkit.recipe import DataConfig
-from llmkit.tokenizer import tokenizer_fingerprint
 
 
 @dataclass
@@ -95,10 +96,12 @@ def packed_blocks(
     *,
     split: str,
     corpus: TextCorpus | None = None,
+    seed: int = 0,
 ) -> PackedBlocks:
     """The corpus at `src` as packed blocks, from the cache when the same inputs were packed.
 
     `corpus` is the same source already loaded by the caller, to avoid reading it twice.
+    `seed` draws the random second segments of next-sentence pairs (layout "nsp").
     """
     source = resolve_source(src, split=split, local_dir=data.local_dir)
     fingerprint = blocks_fingerprint(
@@ -108,6 +111,7 @@ def packed_blocks(
         tokenizer=tokenizer_fingerprint(tokenizer),
         seq_len=data.seq_len,
         layout=layout,
+        seed=seed if layout == "nsp" else None,
     )
     cache_dir = default_cache_dir(data.cache_dir)
     cached = load_cached_blocks(cache_dir, fingerprint)
@@ -117,13 +121,14 @@ def packed_blocks(
     corpus = corpus or load_text_corpus(data, src, split=split)
     with rows_progress() as progress:
         task = progress.add_task(f"encode + pack {split}", total=len(corpus.texts))
-        blocks, stats = pack_into_blocks(
-            corpus.texts,
-            tokenizer,
-            data.seq_len,
-            layout,
-            num_proc=data.num_proc,
-            on_rows=lambda n: progress.advance(task, n),
-        )
+        options = dict(num_proc=data.num_proc, on_rows=lambda n: progress.advance(task, n))
+        if layout == "nsp":
+            blocks, stats = build_sentence_pairs(
+                corpus.texts, tokenizer, data.seq_len, seed=seed, **options
+            )
+        else:
+            blocks, stats = pack_into_blocks(
+                corpus.texts, tokenizer, data.seq_len, layout, **options
+            )
     path = save_cached_blocks(cache_dir, fingerprint, blocks, stats)
     return PackedBlocks(blocks, stats, str(path), False, corpus.cleaning)

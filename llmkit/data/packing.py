@@ -3,6 +3,7 @@
 Layouts:
   clm  documents joined with EOS into one stream, cut into seq_len blocks (no padding)
   mlm  the stream cut into seq_len-2 pieces, each wrapped as [CLS] ... [SEP]
+  nsp  sentence pairs for next-sentence prediction (see nsp.py)
 
 Encoding runs through the Rust tokenizer's batch encoder (in forked workers for large
 corpora) and packing through numpy. Only the final partial
@@ -35,7 +36,7 @@ from transformers import PreTrainedTokenizerFast
 
 from llmkit.errors import UserError
 
-Layout = Literal["clm", "mlm"]
+Layout = Literal["clm", "mlm", "nsp"]
 # Bump when the packed format changes, so that old cache entries are not reused.
 PACKING_VERSION = 1
 STATS_FILE = "llmkit_stats.json"
@@ -87,7 +88,14 @@ PARALLEL_MIN_ROWS = 50_000
 _shared: dict = {}
 
 
-def _encode_chunk(bounds: tuple[int, int]) -> tuple[np.ndarray, EncodeStats]:
+@dataclass
+class EncodedChunk:
+    ids: np.ndarray  # int32: the chunk's documents, each followed by the separator ids
+    doc_lengths: np.ndarray  # tokens of each document, separators included
+    stats: EncodeStats
+
+
+def _encode_chunk(bounds: tuple[int, int]) -> EncodedChunk:
     """Token ids of rows [start, end), each document followed by the separator ids."""
     texts, tokenizer, after_doc = _shared["texts"], _shared["tokenizer"], _shared["after_doc"]
     column = texts.with_format("arrow")[bounds[0] : bounds[1]].column("text")
@@ -107,8 +115,9 @@ def _encode_chunk(bounds: tuple[int, int]) -> tuple[np.ndarray, EncodeStats]:
         stats.unknown_tokens = sum(doc.count(tokenizer.unk_token_id) for doc in ids)
     for doc in ids:
         doc.extend(after_doc)
-    flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=sum(map(len, ids)))
-    return flat, stats
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+    return EncodedChunk(flat, lengths, stats)
 
 
 def _worker_count(rows: int, num_proc: int | None) -> int:
@@ -125,7 +134,7 @@ def encode_chunks(
     *,
     num_proc: int | None = None,
     on_rows: Callable[[int], None] | None = None,
-) -> Iterator[tuple[np.ndarray, EncodeStats]]:
+) -> Iterator[EncodedChunk]:
     """Encoded chunks of the corpus, in corpus order.
 
     One process: the Rust batch encoder already uses every core. Several (large corpora):
@@ -170,8 +179,8 @@ def count_tokens(texts, tokenizer, *, num_proc=None, on_rows=None) -> EncodeStat
     """Encode the corpus once only to measure it (tokens, unknown rate, throughput)."""
     started = time.perf_counter()
     total = EncodeStats()
-    for _, stats in encode_chunks(texts, tokenizer, [], num_proc=num_proc, on_rows=on_rows):
-        total.add(stats)
+    for chunk in encode_chunks(texts, tokenizer, [], num_proc=num_proc, on_rows=on_rows):
+        total.add(chunk.stats)
     total.seconds = time.perf_counter() - started
     return total
 
@@ -212,11 +221,9 @@ def pack_into_blocks(
     stats = EncodeStats()
     pieces: list[np.ndarray] = []
     carry = np.empty(0, dtype=np.int32)
-    for flat, chunk_stats in encode_chunks(
-        texts, tokenizer, after_doc, num_proc=num_proc, on_rows=on_rows
-    ):
-        stats.add(chunk_stats)
-        stream = np.concatenate([carry, flat])
+    for chunk in encode_chunks(texts, tokenizer, after_doc, num_proc=num_proc, on_rows=on_rows):
+        stats.add(chunk.stats)
+        stream = np.concatenate([carry, chunk.ids])
         usable = len(stream) - len(stream) % body
         pieces.append(stream[:usable])
         carry = stream[usable:]
@@ -240,6 +247,11 @@ def pack_into_blocks(
     column = pa.FixedSizeListArray.from_arrays(pa.array(blocks.reshape(-1)), seq_len)
     stats.seconds = time.perf_counter() - started
     return datasets.Dataset(InMemoryTable(pa.table({"input_ids": column}))), stats
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
+    """Changes whenever encoding could change (vocab, merges, normalizer, templates)."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
 def blocks_fingerprint(**inputs: object) -> str:

@@ -1,0 +1,275 @@
+"""`llmkit pretrain-clm` and `llmkit pretrain-mlm`: one pipeline, two objectives.
+
+recipe → tokenizer (given, from model.path, or trained) → packed blocks (cached) → model
+(built from the recipe, or model.path) → Trainer → run directory. The objectives differ only
+in the model head, the collator and whether labels are shifted (causal LM).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import PreTrainedTokenizerFast, TrainerCallback, TrainerState, set_seed
+
+from llmkit.data.collators import build_collator, mask_once
+from llmkit.data.corpus import TextCorpus, load_text_corpus, packed_blocks
+from llmkit.errors import UserError
+from llmkit.models import (
+    FAMILY_OBJECTIVE,
+    Objective,
+    build_model,
+    build_model_config,
+    check_model_fits,
+    flops_per_token,
+    load_model,
+    parameter_count,
+    special_token_ids,
+)
+from llmkit.recipe import Recipe
+from llmkit.rundir import (
+    check_output_dir,
+    claim_output_dir,
+    resolve_resume,
+    save_metrics,
+    save_recipe,
+    write_card,
+)
+from llmkit.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer_on
+from llmkit.training import build_trainer, training_arguments
+
+OBJECTIVE_NAMES = {"clm": "causal language model", "mlm": "masked language model"}
+
+
+def _check_objective(recipe: Recipe, objective: Objective) -> bool:
+    """Validate family against objective; returns whether NSP is on."""
+    family = recipe.model.family
+    if recipe.model.path is None:
+        if family is None:
+            raise UserError(
+                "the recipe sets neither model.family nor model.path",
+                "set model.family (gpt2 or llama for pretrain-clm, bert or roberta for "
+                "pretrain-mlm), or model.path to continue from a checkpoint",
+            )
+        if FAMILY_OBJECTIVE[family] != objective:
+            other = "pretrain-mlm" if objective == "clm" else "pretrain-clm"
+            raise UserError(
+                f"model.family {family} is not a {OBJECTIVE_NAMES[objective]}",
+                f"use `llmkit {other}`, or a "
+                f"{' or '.join(f for f, o in FAMILY_OBJECTIVE.items() if o == objective)} family",
+            )
+    nsp = objective == "mlm" and recipe.objective.nsp
+    if nsp and family not in (None, "bert"):
+        raise UserError("objective.nsp needs the bert family (BertForPreTraining)")
+    return nsp
+
+
+def _tokenizer(recipe: Recipe, corpus: TextCorpus | None) -> PreTrainedTokenizerFast:
+    if recipe.tokenizer.path:
+        return load_tokenizer(recipe.tokenizer.path)
+    if recipe.model.path:
+        return load_tokenizer(recipe.model.path)
+    assert corpus is not None
+    return train_tokenizer_on(corpus.texts, recipe.tokenizer, family=recipe.model.family)
+
+
+def _check_tokenizer(tokenizer: PreTrainedTokenizerFast, objective: Objective) -> None:
+    if objective == "mlm" and tokenizer.mask_token is None:
+        raise UserError(
+            "the tokenizer has no mask token, which masked-LM pretraining needs",
+            "use a tokenizer trained with tokenizer.style bert or roberta",
+        )
+
+
+def hold_out(blocks: datasets.Dataset, fraction: float):
+    """The last `fraction` of the blocks as validation: contiguous, so no document straddles."""
+    if fraction == 0:
+        return blocks, None
+    held = max(1, round(len(blocks) * fraction))
+    if held >= len(blocks):
+        raise UserError(
+            f"the corpus packs into {len(blocks)} block(s): too few to hold out validation",
+            "use more text, a smaller data.seq_len, data.validation, or data.validation_fraction 0",
+        )
+    return blocks.select(range(len(blocks) - held)), blocks.select(
+        range(len(blocks) - held, len(blocks))
+    )
+
+
+def describe_model(recipe: Recipe, objective: Objective) -> dict[str, Any]:
+    """Size and cost of the recipe's model, for --dry-run (no tokenizer is trained)."""
+    nsp = _check_objective(recipe, objective)
+    if recipe.model.path:
+        model = load_model(recipe.model.path, objective, nsp)
+        config = model.config
+        parameters = sum(p.numel() for p in model.parameters())
+    else:
+        source = recipe.tokenizer.path
+        tokens = len(load_tokenizer(source)) if source else recipe.tokenizer.vocab_size
+        config = build_model_config(
+            recipe.model, tokens=tokens, seq_len=recipe.data.seq_len, special_ids={}
+        )
+        check_model_fits(config, tokens, recipe.data.seq_len)
+        parameters = parameter_count(config, objective, nsp)
+    return {
+        "model": config.model_type + (" + NSP" if nsp else ""),
+        "parameters": parameters,
+        "vocab_size": config.vocab_size,
+        "seq_len": recipe.data.seq_len,
+        "flops_per_token": flops_per_token(config, parameters, recipe.data.seq_len),
+    }
+
+
+def run_pretrain(
+    recipe: Recipe,
+    objective: Objective,
+    *,
+    output_dir: Path | None = None,
+    overwrite: bool = False,
+    resume: str | None = None,
+    callbacks: list[TrainerCallback] | tuple = (),
+) -> dict[str, Any]:
+    """Pretrain the recipe's model with `objective`; returns the run's summary."""
+    started = time.perf_counter()
+    run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
+    check_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
+    resume_from = resolve_resume(run_dir, resume)
+    nsp = _check_objective(recipe, objective)
+    layout = "nsp" if nsp else objective
+
+    # Tokenizer and data: the corpus is only read when a tokenizer must be trained on it or
+    # its blocks are not cached yet.
+    needs_training = not (recipe.tokenizer.path or recipe.model.path)
+    corpus = (
+        load_text_corpus(recipe.data, recipe.data.train, split="train") if needs_training else None
+    )
+    tokenizer = _tokenizer(recipe, corpus)
+    _check_tokenizer(tokenizer, objective)
+    data = recipe.data
+    train_blocks = packed_blocks(
+        data, data.train, tokenizer, layout, split="train", corpus=corpus, seed=recipe.seed
+    )
+    if data.validation:
+        eval_blocks = packed_blocks(
+            data, data.validation, tokenizer, layout, split="validation", seed=recipe.seed
+        ).blocks
+        train_set = train_blocks.blocks
+    else:
+        train_set, eval_blocks = hold_out(train_blocks.blocks, data.validation_fraction)
+
+    if objective == "mlm" and eval_blocks is not None:
+        eval_blocks = mask_once(
+            eval_blocks, tokenizer, recipe.objective, seq_len=data.seq_len, seed=recipe.seed
+        )
+
+    # Model: built from the recipe (seeded, so the same recipe gives the same weights) or loaded.
+    set_seed(recipe.seed)
+    if recipe.model.path:
+        model = load_model(recipe.model.path, objective, nsp)
+    else:
+        config = build_model_config(
+            recipe.model,
+            tokens=len(tokenizer),
+            seq_len=data.seq_len,
+            special_ids=special_token_ids(tokenizer),
+        )
+        check_model_fits(config, len(tokenizer), data.seq_len)
+        model = build_model(config, objective, nsp)
+    check_model_fits(model.config, len(tokenizer), data.seq_len)
+    parameters = sum(p.numel() for p in model.parameters())
+
+    args = training_arguments(
+        recipe.train, run_dir, seed=recipe.seed, evaluate=eval_blocks is not None
+    )
+    trainer = build_trainer(
+        model,
+        args,
+        train_dataset=train_set,
+        eval_dataset=eval_blocks,
+        collator=build_collator(objective, tokenizer, recipe.objective),
+        tokenizer=tokenizer,
+        shift_labels=objective == "clm",
+        callbacks=callbacks,
+    )
+
+    # Every input is checked: only now may an earlier run in run_dir be replaced.
+    if trainer.is_world_process_zero():
+        claim_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
+        save_recipe(run_dir, recipe)
+    tokens_before = (
+        TrainerState.load_from_json(str(resume_from / "trainer_state.json")).num_input_tokens_seen
+        if resume_from
+        else 0
+    )
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    final_eval = trainer.evaluate() if eval_blocks is not None else {}
+    trainer.save_model(str(run_dir))
+
+    state = trainer.state
+    runtime = result.metrics.get("train_runtime", 0.0)
+    evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
+    metrics: dict[str, Any] = {
+        "command": f"pretrain-{objective}",
+        "output_dir": str(run_dir),
+        "model": model.config.model_type + (" + NSP" if nsp else ""),
+        "parameters": parameters,
+        "vocab_size": model.config.vocab_size,
+        "seq_len": data.seq_len,
+        "train_blocks": len(train_set),
+        "eval_blocks": len(eval_blocks) if eval_blocks is not None else 0,
+        "blocks_reused": train_blocks.reused,
+        "steps": state.global_step,
+        "train_loss": result.training_loss,
+        "train_tokens": state.num_input_tokens_seen,
+        "tokens_per_second": (state.num_input_tokens_seen - tokens_before) / runtime
+        if runtime
+        else 0.0,
+        "train_runtime_s": runtime,
+        "flops_per_token": flops_per_token(model.config, parameters, data.seq_len),
+    }
+    if evaluations:
+        metrics["initial_eval_loss"] = evaluations[0]["eval_loss"]
+    metrics.update(
+        {
+            key: value
+            for key, value in final_eval.items()
+            if key.startswith("eval_") and "runtime" not in key and "per_second" not in key
+        }
+    )
+    if resume_from:
+        metrics["resumed_from"] = str(resume_from)
+    metrics["wall_seconds"] = time.perf_counter() - started
+
+    if trainer.is_world_process_zero():
+        save_tokenizer(tokenizer, run_dir)
+        state.save_to_json(str(run_dir / "trainer_state.json"))
+        results = {
+            k: metrics[k]
+            for k in (
+                "parameters",
+                "steps",
+                "train_loss",
+                "eval_loss",
+                "eval_perplexity",
+                "eval_accuracy",
+                "eval_nsp_accuracy",
+                "tokens_per_second",
+            )
+            if k in metrics
+        }
+        write_card(
+            run_dir,
+            title=f"{recipe.name}: {metrics['model']} {OBJECTIVE_NAMES[objective]}",
+            what=f"A {parameters:,}-parameter {metrics['model']} {OBJECTIVE_NAMES[objective]} "
+            f"pretrained from scratch with llmkit on `{data.train}` ({state.global_step} steps of "
+            f"{recipe.train.batch_size}×{recipe.train.grad_accum} blocks of {data.seq_len} "
+            "tokens). "
+            f"Load it with `AutoModelFor{'CausalLM' if objective == 'clm' else 'MaskedLM'}"
+            f'.from_pretrained("{run_dir}")`.',
+            recipe=recipe,
+            results=results,
+        )
+        save_metrics(run_dir, metrics)
+    return metrics

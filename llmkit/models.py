@@ -1,0 +1,210 @@
+"""Model configs assembled from the recipe (never downloaded), models built or loaded from them.
+
+Families: gpt2 and llama (causal LM), bert and roberta (masked LM; bert also with next-sentence
+prediction). The vocabulary comes from the tokenizer, padded to a multiple of
+`model.vocab_multiple` so that matrix shapes suit GPU kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertForPreTraining,
+    GPT2Config,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+)
+
+from llmkit.errors import UserError
+from llmkit.recipe import ModelConfig
+
+Objective = Literal["clm", "mlm"]
+FAMILY_OBJECTIVE: dict[str, Objective] = {
+    "gpt2": "clm",
+    "llama": "clm",
+    "bert": "mlm",
+    "roberta": "mlm",
+}
+# RoBERTa numbers positions from padding_idx + 1, so it needs two more position embeddings.
+ROBERTA_POSITION_OFFSET = 2
+
+
+def padded_vocab_size(tokens: int, multiple: int) -> int:
+    return math.ceil(tokens / multiple) * multiple
+
+
+def _check_shape(model: ModelConfig) -> None:
+    if model.hidden % model.heads:
+        raise UserError(
+            f"model.hidden ({model.hidden}) must be divisible by model.heads ({model.heads})",
+            "pick heads that divide hidden, e.g. hidden 256 with 4 heads",
+        )
+    if model.kv_heads is not None and (model.family != "llama" or model.heads % model.kv_heads):
+        raise UserError(
+            "model.kv_heads is for the llama family and must divide model.heads "
+            f"(heads {model.heads}, kv_heads {model.kv_heads})"
+        )
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int | None]:
+    """pad/bos/eos ids for a model config; BERT-style tokenizers use [CLS]/[SEP] for bos/eos."""
+
+    def first(*ids):
+        return next((i for i in ids if i is not None), None)
+
+    return {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": first(tokenizer.bos_token_id, tokenizer.cls_token_id),
+        "eos_token_id": first(tokenizer.eos_token_id, tokenizer.sep_token_id),
+    }
+
+
+def build_model_config(
+    model: ModelConfig, *, tokens: int, seq_len: int, special_ids: dict[str, int | None]
+) -> PretrainedConfig:
+    """A transformers config for `model.family`, sized by the recipe and the tokenizer's size."""
+    _check_shape(model)
+    vocab = model.vocab_size or padded_vocab_size(tokens, model.vocab_multiple)
+    positions = model.max_positions or seq_len
+    special = {
+        **special_ids,
+        "tie_word_embeddings": model.tie_embeddings,
+        "initializer_range": model.initializer_range,
+    }
+    intermediate = model.intermediate or 4 * model.hidden
+    if model.family == "gpt2":
+        config = GPT2Config(
+            vocab_size=vocab,
+            n_positions=positions,
+            n_embd=model.hidden,
+            n_layer=model.layers,
+            n_head=model.heads,
+            n_inner=intermediate,
+            resid_pdrop=model.dropout,
+            embd_pdrop=model.dropout,
+            attn_pdrop=model.dropout,
+            **special,
+        )
+    elif model.family == "llama":
+        # SwiGLU has three matrices, so ~8/3 x hidden keeps the parameters of a 4 x MLP.
+        llama_intermediate = model.intermediate or 32 * math.ceil(8 * model.hidden / 3 / 32)
+        config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=model.hidden,
+            intermediate_size=llama_intermediate,
+            num_hidden_layers=model.layers,
+            num_attention_heads=model.heads,
+            num_key_value_heads=model.kv_heads or model.heads,
+            max_position_embeddings=positions,
+            attention_dropout=model.dropout,
+            **special,
+        )
+    elif model.family in ("bert", "roberta"):
+        roberta = model.family == "roberta"
+        config = (RobertaConfig if roberta else BertConfig)(
+            vocab_size=vocab,
+            hidden_size=model.hidden,
+            num_hidden_layers=model.layers,
+            num_attention_heads=model.heads,
+            intermediate_size=intermediate,
+            hidden_dropout_prob=model.dropout,
+            attention_probs_dropout_prob=model.dropout,
+            max_position_embeddings=positions + (ROBERTA_POSITION_OFFSET if roberta else 0),
+            type_vocab_size=1 if roberta else 2,
+            **special,
+        )
+    else:
+        raise UserError("the recipe needs model.family (gpt2, llama, bert, roberta) or model.path")
+    config._attn_implementation = model.attention
+    return config
+
+
+def model_positions(config: PretrainedConfig) -> int:
+    """How many tokens one sequence may hold."""
+    positions = getattr(config, "n_positions", None) or config.max_position_embeddings
+    return positions - (ROBERTA_POSITION_OFFSET if config.model_type == "roberta" else 0)
+
+
+def model_class(objective: Objective, nsp: bool):
+    if nsp:
+        return BertForPreTraining
+    return AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
+
+
+def _declare_loss(model: PreTrainedModel, objective: Objective) -> PreTrainedModel:
+    # transformers infers `loss_type` from the class name, and GPT2LMHeadModel has no
+    # "ForCausalLM" in it. Trainer then counts one token too many per row when it averages
+    # the shifted loss (GPT-2's loss came out 127/128 of the true value at seq_len 128).
+    if objective == "clm" and getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
+    return model
+
+
+def build_model(config: PretrainedConfig, objective: Objective, nsp: bool) -> PreTrainedModel:
+    cls = model_class(objective, nsp)
+    if cls is BertForPreTraining:
+        return BertForPreTraining(config)
+    model = cls.from_config(config, attn_implementation=config._attn_implementation)
+    return _declare_loss(model, objective)
+
+
+def load_model(path: str, objective: Objective, nsp: bool) -> PreTrainedModel:
+    """Continue from a checkpoint: an llmkit run dir or any local save_pretrained folder."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise UserError(
+            f"model.path {path} holds no model (no config.json)",
+            "point it at an llmkit run directory or a save_pretrained folder",
+        )
+    config = AutoConfig.from_pretrained(folder)
+    family_objective = FAMILY_OBJECTIVE.get(config.model_type)
+    if family_objective is not None and family_objective != objective:
+        raise UserError(
+            f"model.path {path} is a {config.model_type} model, which is not a "
+            f"{'causal' if objective == 'clm' else 'masked'} LM"
+        )
+    try:
+        return _declare_loss(model_class(objective, nsp).from_pretrained(folder), objective)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load the model in {path}: {e}") from e
+
+
+def check_model_fits(config: PretrainedConfig, tokens: int, seq_len: int) -> None:
+    """The model must hold every token id and every position that training will use."""
+    if config.vocab_size < tokens:
+        raise UserError(
+            f"the tokenizer has {tokens:,} tokens but the model's vocabulary only "
+            f"{config.vocab_size:,}",
+            "use the tokenizer saved with the model, or leave model.vocab_size unset",
+        )
+    positions = model_positions(config)
+    if seq_len > positions:
+        raise UserError(
+            f"data.seq_len ({seq_len}) is longer than the model's positions ({positions})",
+            "lower data.seq_len, or raise model.max_positions for a new model",
+        )
+
+
+def parameter_count(config: PretrainedConfig, objective: Objective, nsp: bool) -> int:
+    """Parameters of the model a config describes, counted without allocating its weights."""
+    with torch.device("meta"):
+        model = build_model(config, objective, nsp)
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_token(config: PretrainedConfig, parameters: int, seq_len: int) -> int:
+    """Training FLOPs per token: 6N for the weights plus 12·L·H·T for attention (PaLM, app. B)."""
+    layers = config.num_hidden_layers
+    hidden = config.hidden_size
+    return 6 * parameters + 12 * layers * hidden * seq_len

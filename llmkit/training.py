@@ -1,0 +1,151 @@
+"""Trainer assembly: the recipe's `train` section as TrainingArguments, and a Trainer.
+
+Both pretraining commands go through `build_trainer`; they differ only in the model, the
+collator and `shift` (whether labels are the next tokens). Progress is drawn with rich on the
+main process; nothing is reported to any service unless `train.report_to` names one.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from llmkit.console import err
+from llmkit.errors import UserError
+from llmkit.metrics import language_model_metrics, summarize_predictions
+from llmkit.recipe import TrainConfig
+
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+def check_precision(precision: str) -> None:
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("train.precision fp16 needs a CUDA GPU", "use bf16 or fp32 on this machine")
+
+
+def training_arguments(
+    train: TrainConfig, run_dir: Path, *, seed: int, evaluate: bool
+) -> TrainingArguments:
+    check_precision(train.precision)
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        seed=seed,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size or train.batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        max_steps=train.max_steps or -1,
+        num_train_epochs=train.epochs,
+        learning_rate=train.lr,
+        lr_scheduler_type=SCHEDULES[train.schedule],
+        warmup_steps=train.warmup if train.warmup < 1 else int(train.warmup),
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        bf16=train.precision == "bf16",
+        fp16=train.precision == "fp16",
+        torch_compile=train.compile,
+        activation_checkpointing=train.gradient_checkpointing,
+        logging_steps=train.log_every,
+        logging_first_step=True,
+        eval_strategy="steps" if evaluate and train.eval_every else "no",
+        eval_steps=train.eval_every,
+        eval_on_start=evaluate,
+        save_strategy="steps" if train.save_every else "no",
+        save_steps=train.save_every,
+        save_total_limit=train.keep_checkpoints,
+        report_to=train.report_to or "none",
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,  # RichProgress draws the bar
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+class RichProgress(TrainerCallback):
+    """A progress bar and one line per log on the main process (instead of tqdm and dicts)."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.started = 0.0
+        self.tokens_at_start = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.progress = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step
+        )
+        self.progress.start()
+        self.started = time.perf_counter()
+        self.tokens_at_start = state.num_input_tokens_seen
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is None or not logs:
+            return
+        parts = [f"step {state.global_step:>6}"]
+        for key in ("loss", "eval_loss", "eval_perplexity", "eval_accuracy", "eval_nsp_accuracy"):
+            if key in logs:
+                parts.append(f"{key} {logs[key]:.4g}")
+        if "learning_rate" in logs:
+            parts.append(f"lr {logs['learning_rate']:.3g}")
+        elapsed = time.perf_counter() - self.started
+        if elapsed > 0 and "loss" in logs:
+            rate = (state.num_input_tokens_seen - self.tokens_at_start) / elapsed
+            parts.append(f"{rate:,.0f} tok/s")
+        if len(parts) > 1:
+            self.progress.console.print("  ".join(parts), highlight=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def build_trainer(
+    model: PreTrainedModel,
+    args: TrainingArguments,
+    *,
+    train_dataset,
+    eval_dataset,
+    collator,
+    tokenizer: PreTrainedTokenizerFast,
+    shift_labels: bool,
+    callbacks: list[TrainerCallback] | tuple = (),
+) -> Trainer:
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=language_model_metrics,
+        preprocess_logits_for_metrics=functools.partial(summarize_predictions, shift=shift_labels),
+        callbacks=[RichProgress(), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
