@@ -146,6 +146,30 @@ def _untrained_pipeline(config: TokenizerConfig, specials: SpecialTokens):
     return tokenizer, trainer
 
 
+def _with_canonical_ids(tokenizer: Tokenizer, specials: int) -> Tokenizer:
+    """Number the learned vocabulary in a fixed order.
+
+    The WordPiece and Unigram trainers learn the same pieces on every run but number them in
+    hash-map order, so one recipe would give different token ids (and models, and cache
+    keys) each time. Special tokens keep their leading ids; the learned pieces follow in string
+    order (neither WordPiece's longest match nor Unigram's best path depends on ids).
+    Unigram's piece scores themselves still vary slightly between trainings (up to ~4e-4 in
+    log-probability, measured): a fixed tokenizer needs tokenizer.path.
+    """
+    state = json.loads(tokenizer.to_str())
+    model = state["model"]
+    if model["type"] == "WordPiece":
+        by_id = sorted(model["vocab"].items(), key=lambda item: item[1])
+        rest = sorted(token for token, _ in by_id[specials:])
+        model["vocab"] = {
+            token: i for i, token in enumerate([t for t, _ in by_id[:specials]] + rest)
+        }
+    elif model["type"] == "Unigram":
+        head, rest = model["vocab"][:specials], model["vocab"][specials:]
+        model["vocab"] = head + sorted(rest, key=lambda piece: piece[0])
+    return Tokenizer.from_str(json.dumps(state))
+
+
 def train_tokenizer(
     batches: Iterator[list[str]],
     config: TokenizerConfig,
@@ -158,6 +182,7 @@ def train_tokenizer(
     specials = special_tokens_for(style, byte_level=config.type == "byte-bpe")
     tokenizer, trainer = _untrained_pipeline(config, specials)
     tokenizer.train_from_iterator(batches, trainer=trainer, length=total_rows)
+    tokenizer = _with_canonical_ids(tokenizer, len(specials.vocabulary()))
     if tokenizer.get_vocab_size() <= len(specials.vocabulary()):
         raise UserError("the tokenizer learned no vocabulary: the corpus has too little text")
     post = _post_processor(style, specials, tokenizer)

@@ -86,3 +86,14 @@ def test_fingerprint_changes_with_the_vocabulary(builtin_corpus):
 def test_loading_a_folder_without_a_tokenizer_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="holds no tokenizer"):
         load_tokenizer(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["byte-bpe", "bpe", "wordpiece", "unigram"])
+def test_the_same_recipe_gives_the_same_token_ids(builtin_corpus, kind):
+    first, second = (
+        train_tokenizer(corpus_batches(builtin_corpus), TokenizerConfig(type=kind, vocab_size=1000))
+        for _ in range(2)
+    )
+    assert first.get_vocab() == second.get_vocab()
+    if kind != "unigram":  # the Unigram trainer's scores vary slightly run to run
+        assert tokenizer_fingerprint(first) == tokenizer_fingerprint(second)

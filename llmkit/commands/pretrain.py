@@ -188,7 +188,7 @@ def run_pretrain(
         args,
         train_dataset=train_set,
         eval_dataset=eval_blocks,
-        collator=build_collator(objective, tokenizer, recipe.objective),
+        collator=build_collator(objective, tokenizer, recipe.objective, seed=recipe.seed),
         tokenizer=tokenizer,
         shift_labels=objective == "clm",
         callbacks=callbacks,
@@ -205,6 +205,9 @@ def run_pretrain(
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_eval = trainer.evaluate() if eval_blocks is not None else {}
+    # Trainer turns the KV cache off for training (TrainingArguments.use_cache); the saved
+    # model is for generation and evaluation, where the cache makes decoding fast.
+    model.config.use_cache = True
     trainer.save_model(str(run_dir))
 
     state = trainer.state

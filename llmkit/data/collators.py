@@ -9,7 +9,11 @@ without the leading-space marker (the rule BERT's whole-word masking used).
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import datasets
+import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
@@ -24,8 +28,18 @@ def continues_word(token: str, wordpiece: bool) -> bool:
     return not token.startswith(WORD_START_MARKERS) and token.isalnum()
 
 
+@dataclass
 class BlockMaskingCollator(DataCollatorForLanguageModeling):
-    """MLM masking (80% [MASK], 10% random, 10% kept) with table lookups instead of loops."""
+    """MLM masking (80% [MASK], 10% random, 10% kept) with table lookups instead of loops.
+
+    Masks are drawn from a generator seeded by `masking_seed` and the batch's own tokens, so
+    a batch gets the same masks whenever it is collated. Trainer fetches the next batch
+    before it saves a checkpoint's RNG state, so masks drawn from the global RNG would differ
+    after a resume; these do not. A new epoch groups blocks into new batches, so it still
+    draws new masks (dynamic masking).
+    """
+
+    masking_seed: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,7 +61,14 @@ class BlockMaskingCollator(DataCollatorForLanguageModeling):
     def torch_call(self, examples):
         if "labels" in examples[0]:  # masked once already (evaluation): keep those masks
             return {key: torch.tensor([e[key] for e in examples]) for key in examples[0]}
+        self.generator = torch.Generator().manual_seed(self.batch_seed(examples))
         return super().torch_call(examples)
+
+    def batch_seed(self, examples) -> int:
+        digest = hashlib.blake2b(str(self.masking_seed).encode(), digest_size=8)
+        for example in examples:
+            digest.update(np.asarray(example["input_ids"], dtype=np.int64).tobytes())
+        return int.from_bytes(digest.digest(), "little") >> 1  # manual_seed takes < 2**63
 
     def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
         if special_tokens_mask is None:
@@ -72,12 +93,7 @@ def mask_once(
     padded to seq_len so that batches stack without a tokenizer call.
     """
     masker = BlockMaskingCollator(
-        tokenizer,
-        mlm=True,
-        mlm_probability=masking.mlm_probability,
-        whole_word_mask=masking.whole_word_mask,
-        pad_to_multiple_of=seq_len,
-        seed=seed,
+        tokenizer, **masking_options(masking), pad_to_multiple_of=seq_len, masking_seed=seed
     )
 
     def apply(rows: dict[str, list]) -> dict[str, list]:
@@ -96,16 +112,23 @@ def mask_once(
 
 
 def build_collator(
-    objective: str, tokenizer: PreTrainedTokenizerFast, masking: ObjectiveConfig
+    objective: str, tokenizer: PreTrainedTokenizerFast, masking: ObjectiveConfig, *, seed: int = 0
 ) -> DataCollatorForLanguageModeling:
     if objective == "clm":
         # Labels are the inputs (the model shifts them); packed blocks hold no padding.
         return DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    # The global RNG, not a private generator: Trainer checkpoints it, so resuming continues
-    # with the same masks an uninterrupted run would draw.
-    return BlockMaskingCollator(
-        tokenizer,
-        mlm=True,
-        mlm_probability=masking.mlm_probability,
-        whole_word_mask=masking.whole_word_mask,
+    return BlockMaskingCollator(tokenizer, **masking_options(masking), masking_seed=seed)
+
+
+def masking_options(masking: ObjectiveConfig) -> dict:
+    # transformers' whole-word masking replaces every selected token with [MASK] (no random
+    # or kept tokens); saying so here spares the user its warning.
+    replace = (
+        {"mask_replace_prob": 1.0, "random_replace_prob": 0.0} if masking.whole_word_mask else {}
     )
+    return {
+        "mlm": True,
+        "mlm_probability": masking.mlm_probability,
+        "whole_word_mask": masking.whole_word_mask,
+        **replace,
+    }
