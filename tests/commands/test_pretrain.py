@@ -229,3 +229,98 @@ def test_user_errors(tmp_path, clm_run):
     before = (finished / "model.safetensors").read_bytes()
     assert "already holds a finished run" in user_error("pretrain-clm", "gpt2-tiny", finished)
     assert (finished / "model.safetensors").read_bytes() == before
+
+
+def test_model_path_continues_from_a_finished_run(tmp_path, clm_run):
+    finished, first = clm_run
+    out = tmp_path / "continued"
+    result = pretrain(
+        "pretrain-clm",
+        "gpt2-tiny",
+        out,
+        *sets(*FAST, f"model.path={finished}", "model.family=null", "train.max_steps=20"),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    # It starts where the first run ended, not from scratch.
+    assert summary["initial_eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-4)
+    assert summary["eval_loss"] < summary["initial_eval_loss"]
+
+
+def test_model_path_with_a_larger_tokenizer_is_refused(tmp_path, clm_run):
+    finished, _ = clm_run
+    bigger = tmp_path / "tok"
+    assert (
+        runner.invoke(
+            app,
+            [
+                "tokenize",
+                "--recipe",
+                "tokenizer-byte-bpe",
+                "-o",
+                str(bigger),
+                "--set",
+                "tokenizer.vocab_size=2000",
+            ],
+        ).exit_code
+        == 0
+    )
+    message = user_error(
+        "pretrain-clm",
+        "gpt2-tiny",
+        tmp_path / "out",
+        f"model.path={finished}",
+        f"tokenizer.path={bigger}",
+    )
+    assert "tokenizer has 2,000 tokens but the model's vocabulary only 1,024" in message
+
+
+def test_a_given_validation_source_is_used(tmp_path, wikitext_raw_test):
+    out = tmp_path / "run"
+    result = pretrain(
+        "pretrain-clm",
+        "gpt2-tiny",
+        out,
+        *sets(*FAST, "train.max_steps=10", f"data.validation={wikitext_raw_test}"),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    rows = [r for r in wikitext_raw_test.read_bytes().decode().split("\r\n") if r.strip()]
+    stream = sum(len(tokenizer(r)["input_ids"]) + 1 for r in rows)  # + EOS per document
+    assert summary["eval_blocks"] == stream // 64
+    # Nothing is held out of the training corpus when validation has its own source.
+    recipe = load_recipe(str(out / "recipe.yaml"))
+    all_blocks = packed_blocks(recipe.data, "builtin", tokenizer, "clm", split="train").blocks
+    assert summary["train_blocks"] == len(all_blocks)
+
+
+def test_pretraining_reuses_the_blocks_that_tokenize_packed(tmp_path):
+    tok = tmp_path / "tok"
+    packed = runner.invoke(
+        app,
+        [
+            "tokenize",
+            "--recipe",
+            "tokenizer-byte-bpe",
+            "-o",
+            str(tok),
+            "--json",
+            *sets("tokenizer.vocab_size=1000", "data.seq_len=64", "data.encode=true"),
+        ],
+    )
+    assert packed.exit_code == 0, packed.output
+    blocks = json.loads(packed.stdout.strip().splitlines()[-1])["blocks"]
+    result = pretrain(
+        "pretrain-clm",
+        "gpt2-tiny",
+        tmp_path / "run",
+        *sets(*FAST, "train.max_steps=2", f"tokenizer.path={tok}"),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["blocks_reused"] is True
+    assert summary["train_blocks"] + summary["eval_blocks"] == blocks
