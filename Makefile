@@ -16,8 +16,12 @@ lint:
 	$(PYTHON) -m ruff check llmkit tests benchmarks
 	$(PYTHON) -m ruff format --check llmkit tests benchmarks
 
-demo:  ## the whole pipeline on the built-in corpus, in a few CPU minutes
-	$(PYTHON) -m llmkit tokenize --recipe tokenizer-byte-bpe --set data.encode=true --output-dir runs/demo-tokenizer --overwrite
+demo:  ## tokenize → pretrain-clm → pretrain-mlm on the built-in corpus (about 4 CPU minutes)
+	$(PYTHON) -m llmkit tokenize --recipe tokenizer-byte-bpe --output-dir runs/demo/tokenizer --overwrite \
+		--set tokenizer.vocab_size=4096 --set data.encode=true --set data.seq_len=128
+	$(PYTHON) -m llmkit pretrain-clm --recipe gpt2-tiny --output-dir runs/demo/gpt2-tiny --overwrite \
+		--set tokenizer.path=runs/demo/tokenizer
+	$(PYTHON) -m llmkit pretrain-mlm --recipe bert-tiny --output-dir runs/demo/bert-tiny --overwrite
 
 bench:
 	$(PYTHON) benchmarks/tokenize_pack.py

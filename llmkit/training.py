@@ -8,6 +8,7 @@ main process; nothing is reported to any service unless `train.report_to` names 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import time
 from pathlib import Path
 
@@ -28,6 +29,13 @@ from llmkit.metrics import language_model_metrics, summarize_predictions
 from llmkit.recipe import TrainConfig
 
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+# The package each `train.report_to` integration imports (either name will do).
+REPORTER_PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboardX"),
+    "wandb": ("wandb",),
+    "mlflow": ("mlflow",),
+    "trackio": ("trackio",),
+}
 
 
 def check_precision(precision: str) -> None:
@@ -35,10 +43,20 @@ def check_precision(precision: str) -> None:
         raise UserError("train.precision fp16 needs a CUDA GPU", "use bf16 or fp32 on this machine")
 
 
+def check_reporters(report_to: list[str]) -> None:
+    for name in report_to:
+        if not any(importlib.util.find_spec(package) for package in REPORTER_PACKAGES[name]):
+            raise UserError(
+                f"train.report_to names {name}, which is not installed",
+                f"pip install {REPORTER_PACKAGES[name][0]}",
+            )
+
+
 def training_arguments(
     train: TrainConfig, run_dir: Path, *, seed: int, evaluate: bool
 ) -> TrainingArguments:
     check_precision(train.precision)
+    check_reporters(train.report_to)
     return TrainingArguments(
         output_dir=str(run_dir),
         seed=seed,

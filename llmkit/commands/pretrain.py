@@ -8,11 +8,18 @@ in the model head, the collator and whether labels are shifted (causal LM).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
-from transformers import PreTrainedTokenizerFast, TrainerCallback, TrainerState, set_seed
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    TrainerCallback,
+    TrainerState,
+    set_seed,
+)
 
 from llmkit.data.collators import build_collator, mask_once
 from llmkit.data.corpus import TextCorpus, load_text_corpus, packed_blocks
@@ -41,6 +48,8 @@ from llmkit.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer_on
 from llmkit.training import build_trainer, training_arguments
 
 OBJECTIVE_NAMES = {"clm": "causal language model", "mlm": "masked language model"}
+# Evaluation timings are not results.
+TIMING_KEYS = ("_runtime", "_per_second")
 
 
 def _check_objective(recipe: Recipe, objective: Objective) -> bool:
@@ -122,6 +131,86 @@ def describe_model(recipe: Recipe, objective: Objective) -> dict[str, Any]:
     }
 
 
+@dataclass
+class PretrainingData:
+    train: datasets.Dataset
+    evaluation: datasets.Dataset | None
+    reused: bool  # the training blocks came from the cache
+
+
+def prepare_data(
+    recipe: Recipe,
+    objective: Objective,
+    layout: str,
+    tokenizer: PreTrainedTokenizerFast,
+    corpus: TextCorpus | None,
+) -> PretrainingData:
+    data, seed = recipe.data, recipe.seed
+    train = packed_blocks(
+        data, data.train, tokenizer, layout, split="train", corpus=corpus, seed=seed
+    )
+    if data.validation:
+        validation = packed_blocks(
+            data, data.validation, tokenizer, layout, split="validation", seed=seed
+        )
+        train_set, evaluation = train.blocks, validation.blocks
+    else:
+        train_set, evaluation = hold_out(train.blocks, data.validation_fraction)
+    if objective == "mlm" and evaluation is not None:
+        evaluation = mask_once(
+            evaluation, tokenizer, recipe.objective, seq_len=data.seq_len, seed=seed
+        )
+    return PretrainingData(train_set, evaluation, train.reused)
+
+
+def prepare_model(recipe: Recipe, objective: Objective, nsp: bool, tokenizer) -> PreTrainedModel:
+    """Built from the recipe (seeded: the same recipe starts from the same weights) or loaded."""
+    set_seed(recipe.seed)
+    if recipe.model.path:
+        model = load_model(recipe.model.path, objective, nsp)
+    else:
+        config = build_model_config(
+            recipe.model,
+            tokens=len(tokenizer),
+            seq_len=recipe.data.seq_len,
+            special_ids=special_token_ids(tokenizer),
+        )
+        model = build_model(config, objective, nsp)
+    check_model_fits(model.config, len(tokenizer), recipe.data.seq_len)
+    return model
+
+
+CARD_RESULTS = (
+    "parameters",
+    "steps",
+    "train_loss",
+    "eval_loss",
+    "eval_perplexity",
+    "eval_accuracy",
+    "eval_nsp_accuracy",
+    "tokens_per_second",
+)
+
+
+def write_pretraining_card(run_dir: Path, recipe: Recipe, objective: Objective, metrics) -> None:
+    data, train = recipe.data, recipe.train
+    start = (
+        f"continued from `{recipe.model.path}`" if recipe.model.path else "pretrained from scratch"
+    )
+    head = "CausalLM" if objective == "clm" else "MaskedLM"
+    kind = f"{metrics['model']} {OBJECTIVE_NAMES[objective]}"
+    write_card(
+        run_dir,
+        title=f"{recipe.name}: {kind}",
+        what=f"A {metrics['parameters']:,}-parameter {kind}, "
+        f"{start} with llmkit on `{data.train}`: {metrics['steps']} steps of "
+        f"{train.batch_size}×{train.grad_accum} blocks of {data.seq_len} tokens. "
+        f'Load it with `AutoModelFor{head}.from_pretrained("{run_dir}")`.',
+        recipe=recipe,
+        results={key: metrics[key] for key in CARD_RESULTS if key in metrics},
+    )
+
+
 def run_pretrain(
     recipe: Recipe,
     objective: Objective,
@@ -137,57 +226,26 @@ def run_pretrain(
     check_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
     resume_from = resolve_resume(run_dir, resume)
     nsp = _check_objective(recipe, objective)
-    layout = "nsp" if nsp else objective
 
-    # Tokenizer and data: the corpus is only read when a tokenizer must be trained on it or
-    # its blocks are not cached yet.
+    # The corpus is read here only when a tokenizer must be trained on it; packed_blocks reads
+    # it again only when its blocks are not cached yet.
     needs_training = not (recipe.tokenizer.path or recipe.model.path)
     corpus = (
         load_text_corpus(recipe.data, recipe.data.train, split="train") if needs_training else None
     )
     tokenizer = _tokenizer(recipe, corpus)
     _check_tokenizer(tokenizer, objective)
-    data = recipe.data
-    train_blocks = packed_blocks(
-        data, data.train, tokenizer, layout, split="train", corpus=corpus, seed=recipe.seed
-    )
-    if data.validation:
-        eval_blocks = packed_blocks(
-            data, data.validation, tokenizer, layout, split="validation", seed=recipe.seed
-        ).blocks
-        train_set = train_blocks.blocks
-    else:
-        train_set, eval_blocks = hold_out(train_blocks.blocks, data.validation_fraction)
-
-    if objective == "mlm" and eval_blocks is not None:
-        eval_blocks = mask_once(
-            eval_blocks, tokenizer, recipe.objective, seq_len=data.seq_len, seed=recipe.seed
-        )
-
-    # Model: built from the recipe (seeded, so the same recipe gives the same weights) or loaded.
-    set_seed(recipe.seed)
-    if recipe.model.path:
-        model = load_model(recipe.model.path, objective, nsp)
-    else:
-        config = build_model_config(
-            recipe.model,
-            tokens=len(tokenizer),
-            seq_len=data.seq_len,
-            special_ids=special_token_ids(tokenizer),
-        )
-        check_model_fits(config, len(tokenizer), data.seq_len)
-        model = build_model(config, objective, nsp)
-    check_model_fits(model.config, len(tokenizer), data.seq_len)
-    parameters = sum(p.numel() for p in model.parameters())
+    data = prepare_data(recipe, objective, "nsp" if nsp else objective, tokenizer, corpus)
+    model = prepare_model(recipe, objective, nsp, tokenizer)
 
     args = training_arguments(
-        recipe.train, run_dir, seed=recipe.seed, evaluate=eval_blocks is not None
+        recipe.train, run_dir, seed=recipe.seed, evaluate=data.evaluation is not None
     )
     trainer = build_trainer(
         model,
         args,
-        train_dataset=train_set,
-        eval_dataset=eval_blocks,
+        train_dataset=data.train,
+        eval_dataset=data.evaluation,
         collator=build_collator(objective, tokenizer, recipe.objective, seed=recipe.seed),
         tokenizer=tokenizer,
         shift_labels=objective == "clm",
@@ -204,14 +262,11 @@ def run_pretrain(
         else 0
     )
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    final_eval = trainer.evaluate() if eval_blocks is not None else {}
-    # Trainer turns the KV cache off for training (TrainingArguments.use_cache); the saved
-    # model is for generation and evaluation, where the cache makes decoding fast.
-    model.config.use_cache = True
-    trainer.save_model(str(run_dir))
+    final_eval = trainer.evaluate() if data.evaluation is not None else {}
 
     state = trainer.state
     runtime = result.metrics.get("train_runtime", 0.0)
+    parameters = sum(p.numel() for p in model.parameters())
     evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
     metrics: dict[str, Any] = {
         "command": f"pretrain-{objective}",
@@ -219,10 +274,10 @@ def run_pretrain(
         "model": model.config.model_type + (" + NSP" if nsp else ""),
         "parameters": parameters,
         "vocab_size": model.config.vocab_size,
-        "seq_len": data.seq_len,
-        "train_blocks": len(train_set),
-        "eval_blocks": len(eval_blocks) if eval_blocks is not None else 0,
-        "blocks_reused": train_blocks.reused,
+        "seq_len": recipe.data.seq_len,
+        "train_blocks": len(data.train),
+        "eval_blocks": len(data.evaluation) if data.evaluation is not None else 0,
+        "blocks_reused": data.reused,
         "steps": state.global_step,
         "train_loss": result.training_loss,
         "train_tokens": state.num_input_tokens_seen,
@@ -230,49 +285,31 @@ def run_pretrain(
         if runtime
         else 0.0,
         "train_runtime_s": runtime,
-        "flops_per_token": flops_per_token(model.config, parameters, data.seq_len),
+        "flops_per_token": flops_per_token(model.config, parameters, recipe.data.seq_len),
     }
     if evaluations:
         metrics["initial_eval_loss"] = evaluations[0]["eval_loss"]
     metrics.update(
         {
-            key: value
-            for key, value in final_eval.items()
-            if key.startswith("eval_") and "runtime" not in key and "per_second" not in key
+            k: v
+            for k, v in final_eval.items()
+            if k.startswith("eval_") and not k.endswith(TIMING_KEYS)
         }
     )
     if resume_from:
         metrics["resumed_from"] = str(resume_from)
     metrics["wall_seconds"] = time.perf_counter() - started
 
+    # Trainer turns the KV cache off for training (TrainingArguments.use_cache); the saved
+    # model is for generation and evaluation, where the cache makes decoding fast.
+    model.config.use_cache = True
+    trainer.save_model(str(run_dir))
     if trainer.is_world_process_zero():
+        # Trainer pickles its arguments beside the weights; recipe.yaml already says it all,
+        # and a run directory holds no pickles.
+        (run_dir / "training_args.bin").unlink(missing_ok=True)
         save_tokenizer(tokenizer, run_dir)
         state.save_to_json(str(run_dir / "trainer_state.json"))
-        results = {
-            k: metrics[k]
-            for k in (
-                "parameters",
-                "steps",
-                "train_loss",
-                "eval_loss",
-                "eval_perplexity",
-                "eval_accuracy",
-                "eval_nsp_accuracy",
-                "tokens_per_second",
-            )
-            if k in metrics
-        }
-        write_card(
-            run_dir,
-            title=f"{recipe.name}: {metrics['model']} {OBJECTIVE_NAMES[objective]}",
-            what=f"A {parameters:,}-parameter {metrics['model']} {OBJECTIVE_NAMES[objective]} "
-            f"pretrained from scratch with llmkit on `{data.train}` ({state.global_step} steps of "
-            f"{recipe.train.batch_size}×{recipe.train.grad_accum} blocks of {data.seq_len} "
-            "tokens). "
-            f"Load it with `AutoModelFor{'CausalLM' if objective == 'clm' else 'MaskedLM'}"
-            f'.from_pretrained("{run_dir}")`.',
-            recipe=recipe,
-            results=results,
-        )
+        write_pretraining_card(run_dir, recipe, objective, metrics)
         save_metrics(run_dir, metrics)
     return metrics

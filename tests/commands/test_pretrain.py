@@ -84,6 +84,7 @@ def test_clm_run_dir_has_the_spec_layout_and_loads(clm_run):
     ):
         assert (out / name).is_file(), name
     assert json.loads((out / "metrics.json").read_text()) == summary
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt")), "a pickle in the run dir"
     state = json.loads((out / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [0, 30, 60, 60]
     assert load_recipe(str(out / "recipe.yaml")).train.max_steps == 60
@@ -324,3 +325,25 @@ def test_pretraining_reuses_the_blocks_that_tokenize_packed(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["blocks_reused"] is True
     assert summary["train_blocks"] + summary["eval_blocks"] == blocks
+
+
+def test_tensorboard_logs_go_into_the_run_dir(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "run"
+    result = pretrain(
+        "pretrain-clm",
+        "gpt2-tiny",
+        out,
+        *sets(*FAST, "train.max_steps=4", "train.log_every=2", "train.report_to=[tensorboard]"),
+    )
+    assert result.exit_code == 0, result.output
+    events = list((out / "runs").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_a_reporter_that_is_not_installed_is_a_user_error(tmp_path, monkeypatch):
+    from llmkit import training
+
+    monkeypatch.setitem(training.REPORTER_PACKAGES, "wandb", ("surely_not_installed_pkg",))
+    message = user_error("pretrain-clm", "gpt2-tiny", tmp_path / "out", "train.report_to=[wandb]")
+    assert "train.report_to names wandb, which is not installed" in message
