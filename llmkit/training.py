@@ -43,6 +43,11 @@ def check_precision(precision: str) -> None:
         raise UserError("train.precision fp16 needs a CUDA GPU", "use bf16 or fp32 on this machine")
 
 
+def has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available())
+
+
 def check_reporters(report_to: list[str]) -> None:
     for name in report_to:
         if not any(importlib.util.find_spec(package) for package in REPORTER_PACKAGES[name]):
@@ -87,6 +92,8 @@ def training_arguments(
         disable_tqdm=True,  # RichProgress draws the bar
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Where there is nothing else, say so: transformers refuses bf16 on a CPU otherwise.
+        use_cpu=not has_accelerator(),
     )
 
 

@@ -347,3 +347,12 @@ def test_a_reporter_that_is_not_installed_is_a_user_error(tmp_path, monkeypatch)
     monkeypatch.setitem(training.REPORTER_PACKAGES, "wandb", ("surely_not_installed_pkg",))
     message = user_error("pretrain-clm", "gpt2-tiny", tmp_path / "out", "train.report_to=[wandb]")
     assert "train.report_to names wandb, which is not installed" in message
+
+
+def test_bf16_trains_on_a_cpu_and_validation_can_be_off(tmp_path):
+    out = tmp_path / "bf16"
+    overrides = ("train.max_steps=2", "train.precision=bf16", "data.validation_fraction=0")
+    result = pretrain("pretrain-clm", "gpt2-tiny", out, *sets(*FAST, *overrides))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["eval_blocks"] == 0 and "eval_loss" not in metrics
