@@ -191,6 +191,62 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
+@app.command("eval-ppl")
+@guarded
+def eval_ppl(
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="A run directory or save_pretrained folder."
+    ),
+    data: str = typer.Option(..., "--data", "-d", help="A file, folder, known name or builtin."),
+    split: str = typer.Option("test", "--split", help="Split of a known name."),
+    text_column: str = typer.Option(None, "--text-column", help="Column to score (default: text)."),
+    max_length: int = typer.Option(
+        None, "--max-length", help="Window length (default: the model's positions)."
+    ),
+    stride: int = typer.Option(
+        None, "--stride", help="Sliding-window step (default: half of --max-length)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (GPU)."),
+    detokenize: bool = typer.Option(
+        None,
+        "--detokenize/--no-detokenize",
+        help="Undo WikiText's tokenization before scoring documents (default: for WikiText).",
+    ),
+    local_dir: str = typer.Option(None, "--local-dir", help="Local copy of a known name."),
+    output: Path = typer.Option(None, "--output", help="Also write the results to this JSON file."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Measure perplexity: token perplexity (HF sliding window), word and byte perplexity and bits
+    per byte (lm-evaluation-harness), or pseudo-perplexity for a masked LM.
+
+    [bold]token_perplexity[/]: exp(mean NLL), windows of --max-length tokens every --stride tokens
+    over the rows joined with blank lines; each token scored once with up to max-length − stride
+    tokens of context. [bold]word/byte perplexity, bits per byte[/]: each document scored by
+    rolling non-overlapping windows (its first token predicted from EOS), log-likelihood summed
+    and divided by whitespace-split words or UTF-8 bytes. [bold]pseudo_perplexity[/] (masked LMs):
+    each token masked in turn.
+
+    Example: [cyan]llmkit eval-ppl --model runs/gpt2-tiny --data wikitext-2 --stride 512[/]
+    """
+    from llmkit.commands.eval_ppl import run_eval_ppl
+
+    results = run_eval_ppl(
+        str(model),
+        data,
+        split=split,
+        text_column=text_column,
+        max_length=max_length,
+        stride=stride,
+        batch_size=batch_size,
+        precision=precision,
+        detokenize=detokenize,
+        local_dir=local_dir,
+        output=output,
+    )
+    _report(f"eval-ppl {model} on {results['data']}", results, as_json)
+
+
 def main() -> None:
     if not os.environ.get("LLMKIT_DEBUG"):
         quiet_libraries()

@@ -208,3 +208,54 @@ def flops_per_token(config: PretrainedConfig, parameters: int, seq_len: int) -> 
     layers = config.num_hidden_layers
     hidden = config.hidden_size
     return 6 * parameters + 12 * layers * hidden * seq_len
+
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def objective_of(config: PretrainedConfig) -> Objective:
+    """Causal or masked LM, from the architecture a checkpoint was saved as."""
+    for architecture in config.architectures or []:
+        if architecture.endswith(("ForCausalLM", "LMHeadModel")):
+            return "clm"
+        if architecture.endswith(("ForMaskedLM", "ForPreTraining")):
+            return "mlm"
+    if config.model_type in FAMILY_OBJECTIVE:
+        return FAMILY_OBJECTIVE[config.model_type]
+    raise UserError(
+        f"the model ({config.model_type}, {config.architectures}) is neither a causal nor a "
+        "masked LM"
+    )
+
+
+def load_for_inference(path: str | Path, precision: str = "fp32"):
+    """(model, tokenizer, objective) of a run directory or save_pretrained folder, for scoring."""
+    from llmkit.tokenizer import load_tokenizer
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"model directory {folder} does not exist")
+    if not (folder / "config.json").is_file():
+        raise UserError(
+            f"{folder} is not a model directory (no config.json)",
+            "point --model at an llmkit run directory or a save_pretrained folder",
+        )
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the model config in {folder}: {e}") from e
+    objective = objective_of(config)
+    tokenizer = load_tokenizer(folder)
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("fp16 needs a CUDA GPU", "use fp32 or bf16")
+    cls = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
+    try:
+        model = cls.from_pretrained(folder, dtype=PRECISIONS[precision])
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load the model in {folder}: {e}") from e
+    check_model_fits(model.config, len(tokenizer), 1)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model.eval(), tokenizer, objective

@@ -44,3 +44,37 @@ def shared_data():
         return path
 
     return find
+
+
+# Tiny models trained once per test session on the built-in WikiText, for the commands that
+# use a trained model (eval-ppl, generate).
+TINY = [
+    "data.seq_len=64",
+    "tokenizer.vocab_size=1000",
+    "model.layers=2",
+    "model.hidden=64",
+    "model.heads=2",
+    "train.batch_size=16",
+    "train.max_steps=60",
+    "train.lr=2e-3",
+    "data.validation_fraction=0",
+]
+
+
+def _trained(tmp_path_factory, recipe, objective):
+    from llmkit.commands.pretrain import run_pretrain
+    from llmkit.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp(f"trained-{objective}") / "run"
+    run_pretrain(load_recipe(recipe, TINY), objective, output_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_clm(tmp_path_factory) -> Path:
+    return _trained(tmp_path_factory, "gpt2-tiny", "clm")
+
+
+@pytest.fixture(scope="session")
+def trained_mlm(tmp_path_factory) -> Path:
+    return _trained(tmp_path_factory, "bert-tiny", "mlm")

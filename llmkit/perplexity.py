@@ -1,0 +1,171 @@
+"""Perplexity, exactly as the field defines it.
+
+Every method reduces to windows: an input sequence and the target tokens predicted by its
+last positions (the logits at input position i predict the token after it). Windows are
+scored in batches (right-padded, attention-masked, so padding changes nothing), and each
+method only decides which windows to build:
+
+- `sliding_windows`: token perplexity as in Hugging Face's guide "Perplexity of fixed-length
+  models": windows of max_length tokens every `stride` tokens; each token is scored once,
+  with up to max_length - stride tokens of context (the stream's first token has none and is
+  not scored).
+- `rolling_windows`: lm-evaluation-harness's loglikelihood_rolling: a document is cut into
+  non-overlapping windows of max_length predicted tokens; the first token is predicted from
+  the prefix token (EOS), each later window from the token before it.
+- `pseudo_log_likelihood`: masked LMs (Salazar et al., 2020): each token masked in turn and
+  predicted from everything else in its [CLS] ... [SEP] block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Progress = Callable[[int], None] | None
+
+
+@dataclass(frozen=True)
+class Window:
+    input_ids: list[int]
+    targets: list[int]  # predicted by the last len(targets) positions of input_ids
+
+
+def sliding_windows(ids: list[int], max_length: int, stride: int) -> Iterator[Window]:
+    previous_end = 0
+    for begin in range(0, len(ids), stride):
+        end = min(begin + max_length, len(ids))
+        first_target = max(previous_end, begin + 1)  # the token at `begin` has no context
+        if first_target < end:
+            yield Window(ids[begin : end - 1], ids[first_target:end])
+        previous_end = end
+        if end == len(ids):
+            break
+
+
+def rolling_windows(ids: list[int], prefix_id: int, max_length: int) -> Iterator[Window]:
+    if not ids:
+        return
+    first = min(max_length, len(ids))
+    yield Window([prefix_id, *ids[: first - 1]], ids[:first])
+    predicted = first
+    while predicted < len(ids):
+        count = min(len(ids) - predicted, max_length)
+        end = predicted + count
+        yield Window(ids[max(0, end - max_length - 1) : end - 1], ids[end - count : end])
+        predicted += count
+
+
+@torch.inference_mode()
+def score_windows(
+    model, windows: list[Window], *, batch_size: int, pad_id: int, on_window: Progress = None
+) -> list[float]:
+    """Summed log-probability of each window's targets, in the windows' order."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i].input_ids))
+    scores = [0.0] * len(windows)
+    for start in range(0, len(order), batch_size):
+        batch = [windows[i] for i in order[start : start + batch_size]]
+        width = max(len(w.input_ids) for w in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, window in enumerate(batch):
+            input_ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
+            attention[row, : len(window.input_ids)] = 1
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+        for row, window in enumerate(batch):
+            length, count = len(window.input_ids), len(window.targets)
+            row_logits = logits[row, length - count : length].float()
+            targets = torch.tensor(window.targets, device=device)
+            log_probs = -F.cross_entropy(row_logits, targets, reduction="sum")
+            scores[order[start + row]] = log_probs.item()
+        if on_window is not None:
+            on_window(sum(len(w.targets) for w in batch))
+    return scores
+
+
+@dataclass
+class TokenPerplexity:
+    nll: float  # summed over scored tokens
+    tokens: int
+    windows: int
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll / self.tokens)
+
+
+def token_perplexity(
+    model,
+    ids: list[int],
+    *,
+    max_length: int,
+    stride: int,
+    batch_size: int,
+    pad_id: int,
+    on_window: Progress = None,
+) -> TokenPerplexity:
+    windows = list(sliding_windows(ids, max_length, stride))
+    scores = score_windows(
+        model, windows, batch_size=batch_size, pad_id=pad_id, on_window=on_window
+    )
+    return TokenPerplexity(-sum(scores), sum(len(w.targets) for w in windows), len(windows))
+
+
+def document_log_likelihoods(
+    model,
+    documents: list[list[int]],
+    *,
+    prefix_id: int,
+    max_length: int,
+    batch_size: int,
+    pad_id: int,
+    on_window: Progress = None,
+) -> list[float]:
+    """Each document's summed log-likelihood (lm-evaluation-harness's loglikelihood_rolling)."""
+    windows, owner = [], []
+    for index, ids in enumerate(documents):
+        for window in rolling_windows(ids, prefix_id, max_length):
+            windows.append(window)
+            owner.append(index)
+    scores = score_windows(
+        model, windows, batch_size=batch_size, pad_id=pad_id, on_window=on_window
+    )
+    totals = [0.0] * len(documents)
+    for index, score in zip(owner, scores, strict=True):
+        totals[index] += score
+    return totals
+
+
+@torch.inference_mode()
+def pseudo_log_likelihood(
+    model,
+    ids: list[int],
+    *,
+    cls_id: int,
+    sep_id: int,
+    mask_id: int,
+    max_length: int,
+    batch_size: int,
+    on_window: Progress = None,
+) -> TokenPerplexity:
+    """Masked-LM pseudo-log-likelihood over non-overlapping [CLS] ... [SEP] blocks."""
+    device = next(model.parameters()).device
+    body = max_length - 2
+    total, blocks = 0.0, 0
+    for start in range(0, len(ids), body):
+        chunk = ids[start : start + body]
+        sequence = torch.tensor([cls_id, *chunk, sep_id], device=device)
+        for first in range(0, len(chunk), batch_size):
+            positions = torch.arange(first, min(first + batch_size, len(chunk)), device=device) + 1
+            masked = sequence.repeat(len(positions), 1)
+            masked[torch.arange(len(positions)), positions] = mask_id
+            logits = model(input_ids=masked).logits[torch.arange(len(positions)), positions].float()
+            total -= F.cross_entropy(logits, sequence[positions], reduction="sum").item()
+            if on_window is not None:
+                on_window(len(positions))
+        blocks += 1
+    return TokenPerplexity(-total, len(ids), blocks)
