@@ -247,6 +247,88 @@ def eval_ppl(
     _report(f"eval-ppl {model} on {results['data']}", results, as_json)
 
 
+@app.command()
+@guarded
+def generate(
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="A run directory or save_pretrained folder."
+    ),
+    prompt: list[str] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
+    prompts: Path = typer.Option(
+        None, "--prompts", help="A .txt file (one prompt a line) or .jsonl (prompt field)."
+    ),
+    max_new_tokens: int = typer.Option(
+        None, "--max-new-tokens", help="Tokens to add (default 64)."
+    ),
+    do_sample: bool = typer.Option(
+        None, "--do-sample/--greedy", help="Sample instead of greedy decoding."
+    ),
+    temperature: float = typer.Option(None, "--temperature", help="Sampling temperature."),
+    top_k: int = typer.Option(
+        None, "--top-k", help="Sample among the k likeliest tokens (masked LM: fills shown)."
+    ),
+    top_p: float = typer.Option(
+        None, "--top-p", help="Nucleus sampling: the smallest set with this mass."
+    ),
+    num_beams: int = typer.Option(None, "--num-beams", help="Beam search with this many beams."),
+    repetition_penalty: float = typer.Option(
+        None, "--repetition-penalty", help="Above 1 discourages repeats."
+    ),
+    no_repeat_ngram_size: int = typer.Option(
+        None, "--no-repeat-ngram-size", help="Never repeat an n-gram of this size."
+    ),
+    num_return_sequences: int = typer.Option(
+        None, "--num-return-sequences", help="Completions per prompt."
+    ),
+    stop: list[str] = typer.Option(
+        None, "--stop", help="Cut the completion before this string (repeatable)."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Seed for reproducible sampling."),
+    stream: bool = typer.Option(False, "--stream", help="Print tokens as they are generated."),
+    batch_size: int = typer.Option(
+        8, "--batch-size", help="Prompts per generate call (left-padded)."
+    ),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (GPU)."),
+    output: Path = typer.Option(None, "--output", help="Write one JSON line per completion here."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Generate text with a causal LM (greedy by default), or fill masks with a masked LM.
+
+    Defaults come from the run's generation_config.json; flags override them.
+
+    Example: [cyan]llmkit generate --model runs/gpt2-tiny --prompt "The meaning" --top-p 0.9[/]
+    """
+    from llmkit.commands.generate import read_prompts, run_generate
+    from llmkit.generation import DecodingOptions
+
+    options = DecodingOptions(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        num_beams=num_beams,
+        repetition_penalty=repetition_penalty,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        num_return_sequences=num_return_sequences,
+        stop=list(stop or []),
+    )
+    summary = run_generate(
+        str(model),
+        read_prompts(list(prompt or []), prompts),
+        options,
+        batch_size=batch_size,
+        seed=seed,
+        stream=stream,
+        precision=precision,
+        output=output,
+    )
+    results = summary.pop("results")
+    print_table("generate", summary, to_stderr=True)
+    if as_json:
+        print_json({**summary, "results": results})
+
+
 def main() -> None:
     if not os.environ.get("LLMKIT_DEBUG"):
         quiet_libraries()

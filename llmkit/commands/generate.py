@@ -1,0 +1,139 @@
+"""`llmkit generate`: complete prompts with a causal LM, or fill masks with a masked LM."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from transformers import set_seed
+
+from llmkit.console import is_main_process, out
+from llmkit.errors import UserError
+from llmkit.generation import (
+    DecodingOptions,
+    beams,
+    fill_masks,
+    generate_batch,
+    generate_streaming,
+    generation_config_for,
+)
+from llmkit.models import load_for_inference
+
+
+def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
+    """--prompt values, or a .txt file (one per line) or .jsonl file (a `prompt` field)."""
+    if prompts and prompts_file:
+        raise UserError("give prompts either with --prompt or with --prompts, not both")
+    if not prompts_file:
+        if not prompts:
+            raise UserError("no prompt given", 'use --prompt "text" (repeatable) or --prompts FILE')
+        return list(prompts)
+    path = Path(prompts_file)
+    if not path.is_file():
+        raise UserError(f"prompts file {path} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"prompts file {path} is not UTF-8 text") from e
+    if path.suffix == ".jsonl":
+        found = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{number} is not a JSON object: {e.msg}") from e
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                raise UserError(f'{path}:{number} has no "prompt" text field')
+            found.append(record["prompt"])
+    else:
+        found = [line for line in lines if line.strip()]
+    if not found:
+        raise UserError(f"prompts file {path} holds no prompts")
+    return found
+
+
+def run_generate(
+    model_dir: str,
+    prompts: list[str],
+    options: DecodingOptions,
+    *,
+    batch_size: int = 8,
+    seed: int | None = None,
+    stream: bool = False,
+    precision: str = "fp32",
+    output: Path | None = None,
+    show: bool = True,
+) -> dict[str, Any]:
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+    model, tokenizer, objective = load_for_inference(model_dir, precision)
+    if seed is not None:
+        set_seed(seed)
+    records: list[dict[str, Any]] = []
+    if objective == "mlm":
+        records = fill_masks(model, tokenizer, prompts, top_k=options.top_k or 5)
+        if show and is_main_process():
+            for record in records:
+                fills = ", ".join(f"{f['token']} ({f['score']:.3f})" for f in record["fills"])
+                out.print(f"[bold]{escape(record['prompt'])}[/] → {escape(fills)}", highlight=False)
+        summary: dict[str, Any] = {
+            "command": "generate",
+            "model": model_dir,
+            "mode": "fill-mask",
+            "prompts": len(prompts),
+        }
+    else:
+        config = generation_config_for(model, tokenizer, options)
+        completions = []
+        seconds = 0.0  # spent in generate calls; a batch's completions share one call
+        if stream:
+            for prompt in prompts:
+                if show and is_main_process():
+                    out.print(f"[bold]{escape(prompt)}[/]", end="", highlight=False)
+                write = (
+                    (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+                    if show
+                    else (lambda text: None)
+                )
+                completions.append(
+                    generate_streaming(model, tokenizer, prompt, config, options.stop, write)
+                )
+                seconds += completions[-1].seconds
+                if show and is_main_process():
+                    out.print()
+        else:
+            for start in range(0, len(prompts), batch_size):
+                batch = generate_batch(
+                    model, tokenizer, prompts[start : start + batch_size], config, options.stop
+                )
+                completions.extend(batch)
+                seconds += batch[0].seconds
+                if show and is_main_process():
+                    for c in batch:
+                        out.print(
+                            f"[bold]{c.prompt}[/]{c.completion}", highlight=False, markup=True
+                        )
+        records = [vars(c) for c in completions]
+        new_tokens = sum(c.completion_tokens for c in completions)
+        summary = {
+            "command": "generate",
+            "model": model_dir,
+            "mode": "sample"
+            if config.do_sample
+            else ("beam search" if beams(config) > 1 else "greedy"),
+            "prompts": len(prompts),
+            "completions": len(completions),
+            "new_tokens": new_tokens,
+            "seconds": seconds,
+            "tokens_per_second": new_tokens / seconds if seconds else 0.0,
+        }
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    summary["results"] = records
+    return summary

@@ -1,0 +1,92 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from llmkit.cli import app
+
+runner = CliRunner()
+
+
+def eval_ppl(*args):
+    return runner.invoke(app, ["eval-ppl", *args])
+
+
+def test_json_summary_and_output_file(trained_clm, tmp_path):
+    out = tmp_path / "results" / "ppl.json"
+    result = eval_ppl(
+        "--model",
+        str(trained_clm),
+        "--data",
+        "builtin",
+        "--max-length",
+        "64",
+        "--output",
+        str(out),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary == json.loads(out.read_text())
+    assert summary["stride"] == 32 and summary["objective"] == "clm"
+    assert 1 < summary["token_perplexity"] < 1000 and summary["tokens_per_second"] > 0
+    # builtin is a plain-text file: one document, not detokenized.
+    assert summary["documents"] == 1 and summary["detokenized"] is False
+
+
+def test_each_record_of_a_structured_source_is_a_document(trained_clm, tmp_path):
+    records = tmp_path / "docs.jsonl"
+    records.write_text(
+        "".join(
+            json.dumps({"text": t, "id": i}) + "\n"
+            for i, t in enumerate(
+                ["The game was released .", "It sold well in Japan .", "A third one ."]
+            )
+        )
+    )
+    result = eval_ppl("--model", str(trained_clm), "--data", str(records), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["documents"] == 3 and summary["words"] == 5 + 6 + 4
+
+
+def test_the_text_column_of_a_glue_task(trained_clm, shared_data, monkeypatch):
+    monkeypatch.setenv("LLMKIT_DATA_DIR", str(shared_data("glue").parent))
+    result = eval_ppl(
+        "--model", str(trained_clm), "--data", "glue/sst2", "--split", "validation", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["documents"] == 872
+
+
+def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("The game was released in Japan .\n")
+    result = eval_ppl("--model", str(trained_mlm), "--data", str(text), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["objective"] == "mlm" and summary["pseudo_perplexity"] > 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "{tmp}/missing", "--data", "builtin"], "does not exist"),
+        (["--model", "{tmp}", "--data", "builtin"], "not a model directory"),
+        (["--model", "{clm}", "--data", "wikitext2"], "did you mean 'wikitext-2'"),
+        (["--model", "{clm}", "--data", "wikitext-2"], "cannot be reached"),
+        (
+            ["--model", "{clm}", "--data", "builtin", "--max-length", "32", "--stride", "64"],
+            "--stride 64 must be between 1 and --max-length (32)",
+        ),
+        (["--model", "{clm}", "--data", "builtin", "--max-length", "4096"], "outside 2..64"),
+        (["--model", "{clm}", "--data", "builtin", "--precision", "fp64"], "unknown precision"),
+        (["--model", "{clm}", "--data", "builtin", "--batch-size", "0"], "at least 1"),
+    ],
+)
+def test_user_errors(trained_clm, tmp_path, args, expected):
+    args = [a.format(tmp=tmp_path, clm=trained_clm) for a in args]
+    result = eval_ppl(*args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr and "Traceback" not in result.output
+    assert result.stderr.count("error:") == 1
