@@ -191,6 +191,40 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
+@app.command()
+@guarded
+def finetune(
+    recipe: str = RecipeOption,
+    overrides: list[str] = SetOption,
+    output_dir: Path = OutputDirOption,
+    overwrite: bool = OverwriteOption,
+    resume: str = ResumeOption,
+    eval_only: bool = typer.Option(
+        False, "--eval-only", help="Evaluate model.path (already fine-tuned) without training."
+    ),
+    dry_run: bool = DryRunOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Fine-tune a checkpoint on a GLUE task (task.name) and report GLUE's official metrics.
+
+    Writes the model, dev metrics and predictions, and test predictions in GLUE's submission
+    format when the task has a test file.
+
+    Example: [cyan]llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny[/]
+    """
+    from llmkit.commands.finetune import run_finetune
+    from llmkit.recipe import load_recipe
+
+    resolved = load_recipe(recipe, overrides or [])
+    if dry_run:
+        out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
+        return
+    summary = run_finetune(
+        resolved, output_dir=output_dir, overwrite=overwrite, resume=resume, eval_only=eval_only
+    )
+    _report(f"finetune {summary['task']} → {summary['output_dir']}", summary, as_json)
+
+
 @app.command("eval-ppl")
 @guarded
 def eval_ppl(

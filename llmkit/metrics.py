@@ -1,4 +1,4 @@
-"""Evaluation metrics for language-model pretraining.
+"""Evaluation metrics: language-model pretraining, and GLUE's official task metrics.
 
 Evaluation never keeps logits: `summarize_predictions` turns each batch's logits into four
 numbers per row (summed NLL, correct predictions, predicted tokens, and the NSP guess), and
@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 
+import datasets
+import evaluate
 import numpy as np
+import scipy.stats
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from transformers import EvalPrediction
 
 IGNORE_INDEX = -100
@@ -55,3 +59,39 @@ def language_model_metrics(prediction: EvalPrediction) -> dict[str, float]:
         nsp_labels = np.asarray(prediction.label_ids[1])
         metrics["nsp_accuracy"] = float((summary[:, 3] == nsp_labels).mean())
     return metrics
+
+
+class GlueMetric(evaluate.Metric):
+    """GLUE's official metrics for one task (`config_name`), computed with scikit-learn and
+    scipy, so that nothing is fetched from the hub (evaluate.load("glue") would be)."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        dtype = "float32" if self.config_name == "stsb" else "int64"
+        return evaluate.MetricInfo(
+            description="GLUE: Matthews correlation (CoLA), F1 and accuracy (MRPC, QQP), "
+            "Pearson and Spearman correlation (STS-B), accuracy (the others).",
+            citation="Wang et al., GLUE: A Multi-Task Benchmark and Analysis Platform for "
+            "Natural Language Understanding, 2019.",
+            inputs_description="predictions and references: label ids (STS-B: scores)",
+            features=datasets.Features(
+                {"predictions": datasets.Value(dtype), "references": datasets.Value(dtype)}
+            ),
+        )
+
+    def _compute(self, predictions, references) -> dict[str, float]:
+        predictions, references = np.asarray(predictions), np.asarray(references)
+        if self.config_name == "stsb":
+            return {
+                "pearson": float(scipy.stats.pearsonr(predictions, references)[0]),
+                "spearmanr": float(scipy.stats.spearmanr(predictions, references)[0]),
+            }
+        if self.config_name == "cola":
+            return {"matthews_correlation": float(matthews_corrcoef(references, predictions))}
+        results = {"accuracy": float(accuracy_score(references, predictions))}
+        if self.config_name in ("mrpc", "qqp"):
+            results["f1"] = float(f1_score(references, predictions))
+        return results
+
+
+def glue_metric(task: str) -> GlueMetric:
+    return GlueMetric(config_name=task, keep_in_memory=True)

@@ -81,6 +81,17 @@ class ObjectiveConfig(Section):  # masked-LM commands only
     nsp: bool = False  # next-sentence prediction (bert family): BertForPreTraining
 
 
+class TaskConfig(Section):  # finetune only
+    name: str | None = None  # glue/cola, glue/sst2, glue/mrpc, glue/qqp, glue/stsb, ...
+    data_dir: str | None = None  # standard GLUE layout: train.tsv, dev.tsv, test.tsv
+    train_file: str | None = None  # or one file per split
+    validation_file: str | None = None
+    test_file: str | None = None
+    max_length: int | None = Field(None, ge=8)  # truncation (default: the model's positions)
+    max_train_examples: int | None = Field(None, ge=1)  # the first N (quick runs)
+    max_eval_examples: int | None = Field(None, ge=1)
+
+
 class TrainConfig(Section):
     max_steps: int | None = Field(None, ge=1)  # wins over epochs
     epochs: float = Field(1.0, gt=0)
@@ -109,6 +120,7 @@ class Recipe(Section):
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
+    task: TaskConfig = TaskConfig()
     train: TrainConfig = TrainConfig()
     output_dir: str | None = None  # default: runs/<name>
 

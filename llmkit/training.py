@@ -1,13 +1,12 @@
 """Trainer assembly: the recipe's `train` section as TrainingArguments, and a Trainer.
 
-Both pretraining commands go through `build_trainer`; they differ only in the model, the
-collator and `shift` (whether labels are the next tokens). Progress is drawn with rich on the
+Every training command goes through `training_arguments` and `build_trainer`; they differ
+in the model, the collator and the metric functions they pass. Progress is drawn with rich on the
 main process; nothing is reported to any service unless `train.report_to` names one.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from llmkit.console import err
 from llmkit.errors import UserError
-from llmkit.metrics import language_model_metrics, summarize_predictions
 from llmkit.recipe import TrainConfig
 
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
@@ -58,7 +56,13 @@ def check_reporters(report_to: list[str]) -> None:
 
 
 def training_arguments(
-    train: TrainConfig, run_dir: Path, *, seed: int, evaluate: bool
+    train: TrainConfig,
+    run_dir: Path,
+    *,
+    seed: int,
+    evaluate: bool,
+    evaluate_first: bool = True,
+    group_by_length: bool = False,
 ) -> TrainingArguments:
     check_precision(train.precision)
     check_reporters(train.report_to)
@@ -83,13 +87,15 @@ def training_arguments(
         logging_first_step=True,
         eval_strategy="steps" if evaluate and train.eval_every else "no",
         eval_steps=train.eval_every,
-        eval_on_start=evaluate,
+        eval_on_start=evaluate and evaluate_first,
         save_strategy="steps" if train.save_every else "no",
         save_steps=train.save_every,
         save_total_limit=train.keep_checkpoints,
         report_to=train.report_to or "none",
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,  # RichProgress draws the bar
+        # Batches of examples of similar length pad less (variable-length examples only).
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         # Where there is nothing else, say so: transformers refuses bf16 on a CPU otherwise.
@@ -157,9 +163,12 @@ def build_trainer(
     eval_dataset,
     collator,
     tokenizer: PreTrainedTokenizerFast,
-    shift_labels: bool,
+    compute_metrics,
+    preprocess_logits_for_metrics,
     callbacks: list[TrainerCallback] | tuple = (),
 ) -> Trainer:
+    """A Trainer with llmkit's progress display. Metrics are computed from what
+    `preprocess_logits_for_metrics` keeps of each batch, so logits are never accumulated."""
     trainer = Trainer(
         model=model,
         args=args,
@@ -167,8 +176,8 @@ def build_trainer(
         eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=language_model_metrics,
-        preprocess_logits_for_metrics=functools.partial(summarize_predictions, shift=shift_labels),
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         callbacks=[RichProgress(), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)

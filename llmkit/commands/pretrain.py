@@ -7,6 +7,7 @@ in the model head, the collator and whether labels are shifted (causal LM).
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from transformers import (
 from llmkit.data.collators import build_collator, mask_once
 from llmkit.data.corpus import TextCorpus, load_text_corpus, packed_blocks
 from llmkit.errors import UserError
+from llmkit.metrics import language_model_metrics, summarize_predictions
 from llmkit.models import (
     FAMILY_OBJECTIVE,
     Objective,
@@ -248,7 +250,10 @@ def run_pretrain(
         eval_dataset=data.evaluation,
         collator=build_collator(objective, tokenizer, recipe.objective, seed=recipe.seed),
         tokenizer=tokenizer,
-        shift_labels=objective == "clm",
+        compute_metrics=language_model_metrics,
+        preprocess_logits_for_metrics=functools.partial(
+            summarize_predictions, shift=objective == "clm"
+        ),
         callbacks=callbacks,
     )
 

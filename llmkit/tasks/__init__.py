@@ -1,0 +1,1 @@
+"""Downstream tasks: their data, labels and official metrics (GLUE first)."""
