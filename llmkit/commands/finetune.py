@@ -211,6 +211,10 @@ def run_finetune(
             train_runtime_s=result.metrics.get("train_runtime", 0.0),
         )
 
+    # Length grouping speeds training, but transformers applies it to evaluation too, and
+    # then `predict` returns predictions in that shuffled order. Predictions written per
+    # example must follow the dataset's order.
+    trainer.args.train_sampling_strategy = "sequential"
     for split, encoded in encoded_dev.items():
         prefix = "eval" if len(encoded_dev) == 1 else f"eval_{split.removeprefix('validation_')}"
         output = trainer.predict(encoded, metric_key_prefix=prefix)
