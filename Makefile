@@ -25,6 +25,7 @@ demo:  ## tokenize → pretrain-clm → pretrain-mlm on the built-in corpus (abo
 
 bench:
 	$(PYTHON) benchmarks/tokenize_pack.py
+	$(PYTHON) benchmarks/finetune_glue.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -156,3 +156,35 @@ def test_a_pair_task_given_one_text_column(trained_mlm, tmp_path):
         f"task.validation_file={FIXTURES / 'RTE/dev.tsv'}",
     )
     assert result.exit_code == 2 and "sentence-pair task" in result.stderr
+
+
+def test_the_glue_all_sweep_prints_one_table(trained_mlm, tmp_path):
+    import os
+    import subprocess
+
+    script = __import__("pathlib").Path(__file__).parents[2] / "recipes" / "sweeps" / "glue-all.sh"
+    result = subprocess.run(
+        [
+            "bash",
+            str(script),
+            str(trained_mlm),
+            str(FIXTURES),
+            "--set",
+            "task.max_train_examples=64",
+            "--set",
+            "task.max_eval_examples=64",
+            "--set",
+            "train.epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "GLUE_ALL_OUTPUT": str(tmp_path / "glue-all")},
+    )
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.splitlines()
+    assert table[0].split() == ["task", "metric", "dev", "majority"]
+    tasks = {line.split()[0] for line in table[1:]}
+    assert tasks == {"glue/cola", "glue/sst2", "glue/stsb", "glue/rte"}
+    assert any("matthews_correlation" in line for line in table)
+    assert any("pearson" in line for line in table)
