@@ -188,3 +188,42 @@ def test_the_glue_all_sweep_prints_one_table(trained_mlm, tmp_path):
     assert tasks == {"glue/cola", "glue/sst2", "glue/stsb", "glue/rte"}
     assert any("matthews_correlation" in line for line in table)
     assert any("pearson" in line for line in table)
+
+
+def test_mnli_reports_matched_and_mismatched(trained_mlm, tmp_path):
+    """No MNLI data is available offline: an MNLI-layout folder is built from RTE's real
+    sentence pairs (entailment / not → entailment / contradiction) to check the plumbing."""
+    from llmkit.tasks.glue import TASKS, read_local_split
+
+    rte = read_local_split(TASKS["rte"], FIXTURES / "RTE/train.tsv", needs_labels=True)
+    names = {0: "entailment", 1: "contradiction"}
+    header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tgold_label\n"
+
+    def write(name, rows):
+        lines = [
+            f"{i}\t0\t0\tfiction\t{r['sentence1']}\t{r['sentence2']}\t{names[r['label']]}\n"
+            for i, r in rows
+        ]
+        (tmp_path / "MNLI" / name).write_text(header + "".join(lines))
+
+    (tmp_path / "MNLI").mkdir()
+    rows = [
+        (i, rte[i])
+        for i in range(len(rte))
+        if "\t" not in rte[i]["sentence1"] + rte[i]["sentence2"]
+    ]
+    write("train.tsv", rows[:200])
+    write("dev_matched.tsv", rows[200:260])
+    write("dev_mismatched.tsv", rows[260:320])
+    result, summary = finetune(
+        "glue-rte",
+        tmp_path / "mnli",
+        f"model.path={trained_mlm}",
+        "task.name=glue/mnli",
+        f"task.data_dir={tmp_path / 'MNLI'}",
+        "train.epochs=1",
+    )
+    assert result.exit_code == 0, result.output
+    assert {"eval_matched_accuracy", "eval_mismatched_accuracy"} <= summary.keys()
+    assert summary["eval_matched_examples"] == summary["eval_mismatched_examples"] == 60
+    assert (tmp_path / "mnli" / "dev_matched_predictions.tsv").is_file()
