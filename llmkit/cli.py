@@ -126,55 +126,46 @@ ResumeOption = typer.Option(
 )
 
 
-def _pretrain(objective, recipe, overrides, output_dir, overwrite, resume, dry_run, as_json):
-    from llmkit.commands.pretrain import describe_model, run_pretrain
-    from llmkit.recipe import load_recipe
+def _register_pretraining(objective: str, summary: str, example: str) -> None:
+    """pretrain-clm and pretrain-mlm: one command shape, two objectives."""
 
-    resolved = load_recipe(recipe, overrides or [])
-    if dry_run:
-        out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
-        print_table("model", describe_model(resolved, objective))
-        return
-    summary = run_pretrain(
-        resolved, objective, output_dir=output_dir, overwrite=overwrite, resume=resume
-    )
-    _report(f"pretrain-{objective} → {summary['output_dir']}", summary, as_json)
+    def command(
+        recipe: str = RecipeOption,
+        overrides: list[str] = SetOption,
+        output_dir: Path = OutputDirOption,
+        overwrite: bool = OverwriteOption,
+        resume: str = ResumeOption,
+        dry_run: bool = DryRunOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        from llmkit.commands.pretrain import describe_model, run_pretrain
+        from llmkit.recipe import load_recipe
 
+        resolved = load_recipe(recipe, overrides or [])
+        if dry_run:
+            out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
+            print_table("model", describe_model(resolved, objective))
+            return
+        result = run_pretrain(
+            resolved, objective, output_dir=output_dir, overwrite=overwrite, resume=resume
+        )
+        _report(f"pretrain-{objective} → {result['output_dir']}", result, as_json)
 
-@app.command("pretrain-clm")
-@guarded
-def pretrain_clm(
-    recipe: str = RecipeOption,
-    overrides: list[str] = SetOption,
-    output_dir: Path = OutputDirOption,
-    overwrite: bool = OverwriteOption,
-    resume: str = ResumeOption,
-    dry_run: bool = DryRunOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.
-
-    Example: [cyan]llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100[/]
-    """
-    _pretrain("clm", recipe, overrides, output_dir, overwrite, resume, dry_run, as_json)
+    command.__doc__ = f"{summary}\n\nExample: [cyan]{example}[/]"
+    command.__name__ = f"pretrain_{objective}"
+    app.command(f"pretrain-{objective}")(guarded(command))
 
 
-@app.command("pretrain-mlm")
-@guarded
-def pretrain_mlm(
-    recipe: str = RecipeOption,
-    overrides: list[str] = SetOption,
-    output_dir: Path = OutputDirOption,
-    overwrite: bool = OverwriteOption,
-    resume: str = ResumeOption,
-    dry_run: bool = DryRunOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence prediction).
-
-    Example: [cyan]llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true[/]
-    """
-    _pretrain("mlm", recipe, overrides, output_dir, overwrite, resume, dry_run, as_json)
+_register_pretraining(
+    "clm",
+    "Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.",
+    "llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100",
+)
+_register_pretraining(
+    "mlm",
+    "Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence prediction).",
+    "llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true",
+)
 
 
 def quiet_libraries() -> None:

@@ -126,11 +126,15 @@ def _files_in(folder: Path) -> tuple[Path, ...]:
     return tuple(files)
 
 
-def _local_copy_dir(folder_name: str, local_dir: str | None) -> Path | None:
+def local_copy_dir(
+    folder_name: str, local_dir: str | None, *, key: str = "data.local_dir"
+) -> Path | None:
+    """A known name's local copy: the folder the user configured (under `key`), else
+    $LLMKIT_DATA_DIR/<folder_name> when it exists, else None (use the hub)."""
     if local_dir:
         path = Path(local_dir)
         if not path.is_dir():
-            raise UserError(f"data.local_dir {local_dir} is not a folder")
+            raise UserError(f"{key} {local_dir} is not a folder")
         return path
     root = os.environ.get("LLMKIT_DATA_DIR")
     if root and (Path(root) / folder_name).is_dir():
@@ -159,7 +163,7 @@ def resolve_source(
     known = known_source(src)
     if known is not None:
         folder_name, hub = known
-        local = _local_copy_dir(folder_name, local_dir)
+        local = local_copy_dir(folder_name, local_dir)
         if local is not None:
             file = _split_file(local, hub.local_patterns, split)
             return ResolvedSource(f"{src} ({file})", files=(file,))

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import GLUE_FOLDERS, hub_offline
+from llmkit.data.sources import GLUE_FOLDERS, hub_offline, local_copy_dir
 from llmkit.errors import UserError, did_you_mean
 
 LABEL_COLUMNS = ("label", "Quality", "is_duplicate", "score", "gold_label")
@@ -243,18 +242,6 @@ def read_local_split(task: GlueTask, path: Path, *, needs_labels: bool) -> datas
     return datasets.Dataset.from_dict(columns)
 
 
-def local_dir_for(task: GlueTask, data_dir: str | None) -> Path | None:
-    if data_dir:
-        folder = Path(data_dir)
-        if not folder.is_dir():
-            raise UserError(f"task.data_dir {data_dir} is not a folder")
-        return folder
-    root = os.environ.get("LLMKIT_DATA_DIR")
-    if root and (Path(root) / "glue" / task.folder).is_dir():
-        return Path(root) / "glue" / task.folder
-    return None
-
-
 def load_split(
     task: GlueTask,
     split: str,
@@ -273,7 +260,7 @@ def load_split(
         if not Path(file).is_file():
             raise UserError(f"task file {file} does not exist")
         return read_local_split(task, Path(file), needs_labels=needs_labels)
-    folder = local_dir_for(task, data_dir)
+    folder = local_copy_dir(f"glue/{task.folder}", data_dir, key="task.data_dir")
     if folder is not None:
         path = next(
             (folder / f for f in SPLIT_FILES.get(split, ()) if (folder / f).is_file()), None
