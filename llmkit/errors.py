@@ -28,6 +28,14 @@ class UserError(Exception):
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
 
+class Interrupted(Exception):
+    """The run was stopped on request (Ctrl-C, SIGTERM) after writing a resumable checkpoint."""
+
+
+class RunFailed(Exception):
+    """The run itself went wrong (not the user's input), e.g. a loss that became NaN."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
@@ -37,7 +45,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def exit_code_for(error: BaseException) -> int:
     if isinstance(error, UserError):
         return EXIT_USER_ERROR
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, (KeyboardInterrupt, Interrupted)):
         return EXIT_INTERRUPTED
     return EXIT_RUN_FAILED
 
@@ -48,6 +56,8 @@ def describe(error: BaseException) -> str:
         return f"error: {error}"
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
+    if isinstance(error, (Interrupted, RunFailed)):
+        return f"error: {error}" if isinstance(error, RunFailed) else str(error)
     return (
         f"error: the run failed: {type(error).__name__}: {error}\n"
         "  hint: set LLMKIT_DEBUG=1 to see the traceback"

@@ -8,7 +8,12 @@ main process; nothing is reported to any service unless `train.report_to` names 
 from __future__ import annotations
 
 import importlib.util
+import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,9 +27,10 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from llmkit.console import err
-from llmkit.errors import UserError
+from llmkit.console import err, note
+from llmkit.errors import Interrupted, RunFailed, UserError
 from llmkit.recipe import TrainConfig
+from llmkit.rundir import complete_checkpoints
 
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # The package each `train.report_to` integration imports (either name will do).
@@ -93,6 +99,7 @@ def training_arguments(
         save_total_limit=train.keep_checkpoints,
         report_to=train.report_to or "none",
         include_num_input_tokens_seen="non_padding",
+        logging_nan_inf_filter=False,  # a NaN must show, so that NonFiniteLossGuard sees it
         disable_tqdm=True,  # RichProgress draws the bar
         # Batches of examples of similar length pad less (variable-length examples only).
         train_sampling_strategy="group_by_length" if group_by_length else "random",
@@ -183,3 +190,76 @@ def build_trainer(
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer
+
+
+class GracefulStop(TrainerCallback):
+    """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, stop. A second Ctrl-C
+    stops at once (the checkpoint of the first may then be missing)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def request(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        note(
+            f"\n{signal.Signals(signum).name}: finishing this step and writing a checkpoint "
+            "(press Ctrl-C again to quit at once)"
+        )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Stops at the first non-finite logged loss, before a checkpoint of broken weights."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.loss: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.step, self.loss = state.global_step, loss
+            control.should_save = False  # the logging step's save would keep the broken weights
+            control.should_training_stop = True
+
+
+@contextmanager
+def signals_handled_by(stop: GracefulStop) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = {sig: signal.signal(sig, stop.request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def train_guarded(trainer: Trainer, resume_from: Path | None):
+    """trainer.train, stopping cleanly on a signal and loudly on a non-finite loss."""
+    stop, guard = GracefulStop(), NonFiniteLossGuard()
+    trainer.add_callback(stop)
+    trainer.add_callback(guard)
+    with signals_handled_by(stop):
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    run_dir = Path(trainer.args.output_dir)
+    if guard.step is not None:
+        kept = complete_checkpoints(run_dir)
+        raise RunFailed(
+            f"the training loss became {guard.loss} by step {guard.step}; training stopped there. "
+            + (f"The last good checkpoint is {kept[-1]}. " if kept else "No checkpoint was kept. ")
+            + "Lower train.lr, keep train.max_grad_norm on, or train in fp32."
+        )
+    if stop.signal is not None:
+        raise Interrupted(
+            f"stopped by {signal.Signals(stop.signal).name} at step {trainer.state.global_step}; "
+            f"checkpoint written in {run_dir}. Continue with --resume auto."
+        )
+    return result

@@ -37,7 +37,7 @@ from llmkit.rundir import (
 )
 from llmkit.tasks.glue import GlueTask, glue_task, load_split
 from llmkit.tokenizer import load_tokenizer, save_tokenizer
-from llmkit.training import build_trainer, training_arguments
+from llmkit.training import build_trainer, train_guarded, training_arguments
 
 
 def load_classifier(path: str, task: GlueTask):
@@ -203,7 +203,7 @@ def run_finetune(
         "task": f"glue/{task.name}",
     }
     if encoded_train is not None:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        result = train_guarded(trainer, resume_from)
         metrics.update(
             train_examples=len(encoded_train),
             steps=trainer.state.global_step,

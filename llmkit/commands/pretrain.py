@@ -47,7 +47,7 @@ from llmkit.rundir import (
     write_card,
 )
 from llmkit.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer_on
-from llmkit.training import build_trainer, training_arguments
+from llmkit.training import build_trainer, train_guarded, training_arguments
 
 OBJECTIVE_NAMES = {"clm": "causal language model", "mlm": "masked language model"}
 # Evaluation timings are not results.
@@ -266,7 +266,7 @@ def run_pretrain(
         if resume_from
         else 0
     )
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    result = train_guarded(trainer, resume_from)
     final_eval = trainer.evaluate() if data.evaluation is not None else {}
 
     state = trainer.state

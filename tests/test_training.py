@@ -1,0 +1,109 @@
+"""The training guards: a clean stop on SIGTERM, a loud one on a non-finite loss."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from llmkit.cli import app
+from llmkit.commands.pretrain import run_pretrain
+from llmkit.errors import RunFailed
+from llmkit.recipe import load_recipe
+
+SMALL = [
+    "data.seq_len=64",
+    "tokenizer.vocab_size=1000",
+    "model.hidden=64",
+    "model.heads=2",
+    "train.eval_every=1000",
+    "data.validation_fraction=0",
+]
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    recipe = load_recipe(
+        "gpt2-tiny",
+        [
+            *SMALL,
+            "train.max_steps=40",
+            "train.lr=1e4",
+            "train.max_grad_norm=0",
+            "train.log_every=2",
+            "train.save_every=2",
+        ],
+    )
+    with pytest.raises(RunFailed, match=r"became nan by step 4.*checkpoint-2"):
+        run_pretrain(recipe, "clm", output_dir=tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoint-2" / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "checkpoint-4").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_nan_loss_exits_1_with_one_message(tmp_path):
+    args = ["pretrain-clm", "--recipe", "gpt2-tiny", "-o", str(tmp_path / "run")]
+    for value in [
+        *SMALL,
+        "train.max_steps=40",
+        "train.lr=1e4",
+        "train.max_grad_norm=0",
+        "train.log_every=2",
+    ]:
+        args += ["--set", value]
+    result = CliRunner().invoke(app, args)
+    assert (
+        result.exit_code == 1 and "became nan" in result.stderr and "Traceback" not in result.output
+    )
+
+
+def test_sigterm_writes_a_checkpoint_that_resumes_to_the_uninterrupted_weights(tmp_path):
+    overrides = [*SMALL, "train.max_steps=400", "train.log_every=1", "model.dropout=0.1"]
+    whole = load_recipe("gpt2-tiny", overrides)
+    command = [
+        sys.executable,
+        "-m",
+        "llmkit",
+        "pretrain-clm",
+        "--recipe",
+        "gpt2-tiny",
+        "-o",
+        str(tmp_path / "parts"),
+    ]
+    for value in overrides:
+        command += ["--set", value]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.time() + 240
+    seen = ""
+    while time.time() < deadline:  # wait until training is under way
+        line = process.stderr.readline()
+        seen += line
+        if "step      5" in line or not line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=240)
+    assert process.returncode == 130, seen + rest
+    assert "stopped by SIGTERM" in rest and "--resume auto" in rest and "Traceback" not in rest
+    parts = tmp_path / "parts"
+    checkpoints = sorted(parts.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "trainer_state.json").is_file()
+    assert not (parts / "metrics.json").exists(), "an interrupted run must not look finished"
+    stopped_at = json.loads((checkpoints[0] / "trainer_state.json").read_text())["global_step"]
+    assert 5 <= stopped_at < 400
+
+    resumed = run_pretrain(whole, "clm", output_dir=parts, resume="auto")
+    assert resumed["steps"] == 400 and resumed["resumed_from"] == str(checkpoints[0])
+    run_pretrain(whole, "clm", output_dir=tmp_path / "whole")
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(parts / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
