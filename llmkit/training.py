@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
+import shutil
 import signal
 import threading
 import time
@@ -26,6 +28,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from llmkit.console import err, note
 from llmkit.errors import Interrupted, RunFailed, UserError
@@ -110,6 +113,62 @@ def training_arguments(
     )
 
 
+STAGING_DIR = ".staging"  # inside the run directory; never mistaken for a checkpoint
+
+
+def sync_tree(folder: Path) -> None:
+    """Flush every file of `folder` to disk (a rename must not publish unwritten data)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def publish_checkpoint(staged: Path, final: Path) -> None:
+    # Trainer pickles its arguments beside the weights; resuming never reads them, and loading
+    # them would mean unpickling arbitrary objects (the optimizer, scheduler and RNG files
+    # that stay are loaded with torch.load(weights_only=True)).
+    (staged / "training_args.bin").unlink(missing_ok=True)
+    sync_tree(staged)
+    if final.exists():  # the same step saved again (e.g. after a resume): the new one wins
+        shutil.rmtree(final)
+    os.rename(staged, final)  # atomic: the checkpoint appears whole or not at all
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class CheckpointSafeTrainer(Trainer):
+    """A Trainer whose checkpoints are complete or absent.
+
+    Trainer writes a checkpoint's files one by one into checkpoint-<step>/, so a job killed
+    meanwhile leaves a folder that looks resumable and is not. Here each checkpoint is
+    written into a staging folder, flushed, renamed into place, and only then are old
+    checkpoints rotated out (so a kill never leaves fewer good checkpoints than before).
+    """
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = Path(self.args.output_dir)
+        self.args.output_dir = str(run_dir / STAGING_DIR)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.output_dir = str(run_dir)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            publish_checkpoint(run_dir / STAGING_DIR / name, run_dir / name)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        self.accelerator.wait_for_everyone()
+
+
 class RichProgress(TrainerCallback):
     """A progress bar and one line per log on the main process (instead of tqdm and dicts)."""
 
@@ -176,7 +235,7 @@ def build_trainer(
 ) -> Trainer:
     """A Trainer with llmkit's progress display. Metrics are computed from what
     `preprocess_logits_for_metrics` keeps of each batch, so logits are never accumulated."""
-    trainer = Trainer(
+    trainer = CheckpointSafeTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -245,11 +304,15 @@ def signals_handled_by(stop: GracefulStop) -> Iterator[None]:
 def train_guarded(trainer: Trainer, resume_from: Path | None):
     """trainer.train, stopping cleanly on a signal and loudly on a non-finite loss."""
     stop, guard = GracefulStop(), NonFiniteLossGuard()
+    if trainer.is_world_process_zero():  # what a killed run left half-written
+        shutil.rmtree(Path(trainer.args.output_dir) / STAGING_DIR, ignore_errors=True)
     trainer.add_callback(stop)
     trainer.add_callback(guard)
+    run_dir = Path(trainer.args.output_dir)
     with signals_handled_by(stop):
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    run_dir = Path(trainer.args.output_dir)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
     if guard.step is not None:
         kept = complete_checkpoints(run_dir)
         raise RunFailed(

@@ -83,6 +83,8 @@ def test_the_whole_pipeline_runs_with_sockets_blocked(tmp_path, no_network):
 
 
 def test_a_hub_name_offline_is_refused_without_connecting(no_network, trained_clm):
-    result = CliRunner().invoke(app, ["eval-ppl", "--model", str(trained_clm), "--data", "wikitext-103"])
+    result = CliRunner().invoke(
+        app, ["eval-ppl", "--model", str(trained_clm), "--data", "wikitext-103"]
+    )
     assert result.exit_code == 2 and "cannot be reached" in result.stderr
     assert no_network == []
