@@ -8,6 +8,9 @@ model/tokenizer mismatch) and lets every other exception propagate; `exit_code_f
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+import re
 from collections.abc import Iterable
 
 EXIT_OK = 0
@@ -28,6 +31,10 @@ class UserError(Exception):
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
 
+# Writing failed for a reason outside the program: say which, not how it was noticed.
+WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES}
+
+
 class Interrupted(Exception):
     """The run was stopped on request (Ctrl-C, SIGTERM) after writing a resumable checkpoint."""
 
@@ -40,6 +47,17 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def write_failure(error: BaseException) -> str | None:
+    """What went wrong, when `error` is a failed write (Rust libraries report the OS error
+    inside a plain Exception's text, as "... (os error 27)")."""
+    if isinstance(error, OSError) and error.errno in WRITE_FAILURES:
+        return f"{error.filename or 'a file'}: {error.strerror}"
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    if found and int(found.group(1)) in WRITE_FAILURES:
+        return f"a file: {os.strerror(int(found.group(1)))}"
+    return None
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -56,6 +74,12 @@ def describe(error: BaseException) -> str:
         return f"error: {error}"
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
+    failure = write_failure(error)
+    if failure:
+        return (
+            f"error: cannot write {failure}\n"
+            "  hint: free some space, lift the file-size limit, or choose another --output-dir"
+        )
     if isinstance(error, (Interrupted, RunFailed)):
         return f"error: {error}" if isinstance(error, RunFailed) else str(error)
     return (

@@ -8,6 +8,7 @@ prediction). The vocabulary comes from the tokenizer, padded to a multiple of
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,38 @@ FAMILY_OBJECTIVE: dict[str, Objective] = {
 }
 # RoBERTa numbers positions from padding_idx + 1, so it needs two more position embeddings.
 ROBERTA_POSITION_OFFSET = 2
+
+
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def require_model_dir(path: str | Path, key: str) -> Path:
+    """The folder of a saved model, or a UserError saying what `key` points at instead."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"{key} {folder}: the model directory does not exist")
+    if not (folder / "config.json").is_file():
+        raise UserError(
+            f"{key} {folder} is not a model directory (no config.json)",
+            "point it at an llmkit run directory or a save_pretrained folder",
+        )
+    return folder
+
+
+def checkpoint_options(folder: Path, *, trust_remote_code: bool = False) -> dict:
+    """from_pretrained options: safetensors only unless LLMKIT_ALLOW_PICKLE=1, and no remote
+    code unless the recipe sets model.trust_remote_code (a pickle or a repo's Python file can
+    run anything when loaded)."""
+    allow_pickle = os.environ.get("LLMKIT_ALLOW_PICKLE") == "1"
+    has_safetensors = any(folder.glob("*.safetensors"))
+    if not has_safetensors and any(p for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern)):
+        if not allow_pickle:
+            raise UserError(
+                f"{folder} holds only pickle weights (.bin/.pt), which can run code when loaded",
+                "convert them to safetensors, or set LLMKIT_ALLOW_PICKLE=1 if you trust the file",
+            )
+        return {"use_safetensors": False, "trust_remote_code": trust_remote_code}
+    return {"use_safetensors": True, "trust_remote_code": trust_remote_code}
 
 
 def padded_vocab_size(tokens: int, multiple: int) -> int:
@@ -159,15 +192,13 @@ def build_model(config: PretrainedConfig, objective: Objective, nsp: bool) -> Pr
     return _declare_loss(model, objective)
 
 
-def load_model(path: str, objective: Objective, nsp: bool) -> PreTrainedModel:
+def load_model(
+    path: str, objective: Objective, nsp: bool, *, trust_remote_code: bool = False
+) -> PreTrainedModel:
     """Continue from a checkpoint: an llmkit run dir or any local save_pretrained folder."""
-    folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise UserError(
-            f"model.path {path} holds no model (no config.json)",
-            "point it at an llmkit run directory or a save_pretrained folder",
-        )
-    config = AutoConfig.from_pretrained(folder)
+    folder = require_model_dir(path, "model.path")
+    options = checkpoint_options(folder, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     family_objective = FAMILY_OBJECTIVE.get(config.model_type)
     if family_objective is not None and family_objective != objective:
         raise UserError(
@@ -175,7 +206,8 @@ def load_model(path: str, objective: Objective, nsp: bool) -> PreTrainedModel:
             f"{'causal' if objective == 'clm' else 'masked'} LM"
         )
     try:
-        return _declare_loss(model_class(objective, nsp).from_pretrained(folder), objective)
+        model = model_class(objective, nsp).from_pretrained(folder, **options)
+        return _declare_loss(model, objective)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {path}: {e}") from e
 
@@ -232,16 +264,10 @@ def load_for_inference(path: str | Path, precision: str = "fp32"):
     """(model, tokenizer, objective) of a run directory or save_pretrained folder, for scoring."""
     from llmkit.tokenizer import load_tokenizer
 
-    folder = Path(path)
-    if not folder.is_dir():
-        raise UserError(f"model directory {folder} does not exist")
-    if not (folder / "config.json").is_file():
-        raise UserError(
-            f"{folder} is not a model directory (no config.json)",
-            "point --model at an llmkit run directory or a save_pretrained folder",
-        )
+    folder = require_model_dir(path, "--model")
+    options = checkpoint_options(folder)
     try:
-        config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read the model config in {folder}: {e}") from e
     objective = objective_of(config)
@@ -252,7 +278,7 @@ def load_for_inference(path: str | Path, precision: str = "fp32"):
         raise UserError("fp16 needs a CUDA GPU", "use fp32 or bf16")
     cls = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
     try:
-        model = cls.from_pretrained(folder, dtype=PRECISIONS[precision])
+        model = cls.from_pretrained(folder, dtype=PRECISIONS[precision], **options)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {folder}: {e}") from e
     check_model_fits(model.config, len(tokenizer), 1)

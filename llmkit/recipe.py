@@ -73,6 +73,7 @@ class ModelConfig(Section):
     vocab_size: int | None = Field(None, ge=64)  # default: the tokenizer's, padded
     vocab_multiple: int = Field(64, ge=1)  # pad the vocabulary to a multiple (GPU efficiency)
     attention: Literal["sdpa", "eager"] = "sdpa"
+    trust_remote_code: bool = False  # run Python shipped with a model.path checkpoint
 
 
 class ObjectiveConfig(Section):  # masked-LM commands only

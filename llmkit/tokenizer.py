@@ -221,7 +221,7 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
     (directory / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n")
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
     directory = Path(path)
     if (
         not (directory / "tokenizer.json").is_file()
@@ -232,6 +232,6 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
             "point tokenizer.path at a folder written by `llmkit tokenize` or save_pretrained",
         )
     try:
-        return AutoTokenizer.from_pretrained(str(directory))
+        return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the tokenizer in {directory}: {e}") from e

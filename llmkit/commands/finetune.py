@@ -19,12 +19,16 @@ from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     EvalPrediction,
-    PreTrainedTokenizerFast,
 )
 
 from llmkit.errors import UserError
 from llmkit.metrics import glue_metric
-from llmkit.models import check_model_fits, model_positions
+from llmkit.models import (
+    check_model_fits,
+    checkpoint_options,
+    model_positions,
+    require_model_dir,
+)
 from llmkit.recipe import Recipe, TaskConfig
 from llmkit.rundir import (
     check_output_dir,
@@ -40,14 +44,10 @@ from llmkit.tokenizer import load_tokenizer, save_tokenizer
 from llmkit.training import build_trainer, train_guarded, training_arguments
 
 
-def load_classifier(path: str, task: GlueTask):
-    folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise UserError(
-            f"model.path {path} holds no model (no config.json)",
-            "point it at an llmkit run directory or a save_pretrained folder",
-        )
+def load_classifier(path: str, task: GlueTask, *, trust_remote_code: bool = False):
+    folder = require_model_dir(path, "model.path")
     labels = task.labels or ("score",)
+    options = checkpoint_options(folder, trust_remote_code=trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(
             folder,
@@ -55,8 +55,9 @@ def load_classifier(path: str, task: GlueTask):
             id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)},
             problem_type="regression" if task.is_regression else "single_label_classification",
+            trust_remote_code=trust_remote_code,
         )
-        return AutoModelForSequenceClassification.from_pretrained(folder, config=config)
+        return AutoModelForSequenceClassification.from_pretrained(folder, config=config, **options)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load {path} as a sequence classifier: {e}") from e
 
@@ -154,8 +155,10 @@ def run_finetune(
     spec = recipe.task
     train, validation, test = load_task_splits(task, spec, eval_only=eval_only)
 
-    tokenizer: PreTrainedTokenizerFast = load_tokenizer(recipe.tokenizer.path or recipe.model.path)
-    model = load_classifier(recipe.model.path, task)
+    require_model_dir(recipe.model.path, "model.path")
+    trust = recipe.model.trust_remote_code
+    tokenizer = load_tokenizer(recipe.tokenizer.path or recipe.model.path, trust_remote_code=trust)
+    model = load_classifier(recipe.model.path, task, trust_remote_code=trust)
     positions = model_positions(model.config)
     max_length = min(spec.max_length or positions, positions)
     check_model_fits(model.config, len(tokenizer), max_length)

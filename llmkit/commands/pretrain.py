@@ -35,6 +35,7 @@ from llmkit.models import (
     flops_per_token,
     load_model,
     parameter_count,
+    require_model_dir,
     special_token_ids,
 )
 from llmkit.recipe import Recipe
@@ -78,10 +79,11 @@ def _check_objective(recipe: Recipe, objective: Objective) -> bool:
 
 
 def _tokenizer(recipe: Recipe, corpus: TextCorpus | None) -> PreTrainedTokenizerFast:
+    trust = recipe.model.trust_remote_code
     if recipe.tokenizer.path:
-        return load_tokenizer(recipe.tokenizer.path)
+        return load_tokenizer(recipe.tokenizer.path, trust_remote_code=trust)
     if recipe.model.path:
-        return load_tokenizer(recipe.model.path)
+        return load_tokenizer(recipe.model.path, trust_remote_code=trust)
     assert corpus is not None
     return train_tokenizer_on(corpus.texts, recipe.tokenizer, family=recipe.model.family)
 
@@ -169,7 +171,9 @@ def prepare_model(recipe: Recipe, objective: Objective, nsp: bool, tokenizer) ->
     """Built from the recipe (seeded: the same recipe starts from the same weights) or loaded."""
     set_seed(recipe.seed)
     if recipe.model.path:
-        model = load_model(recipe.model.path, objective, nsp)
+        model = load_model(
+            recipe.model.path, objective, nsp, trust_remote_code=recipe.model.trust_remote_code
+        )
     else:
         config = build_model_config(
             recipe.model,
@@ -228,6 +232,8 @@ def run_pretrain(
     check_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
     resume_from = resolve_resume(run_dir, resume)
     nsp = _check_objective(recipe, objective)
+    if recipe.model.path:
+        require_model_dir(recipe.model.path, "model.path")
 
     # The corpus is read here only when a tokenizer must be trained on it; packed_blocks reads
     # it again only when its blocks are not cached yet.
