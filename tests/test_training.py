@@ -107,3 +107,36 @@ def test_sigterm_writes_a_checkpoint_that_resumes_to_the_uninterrupted_weights(t
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(parts / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "llmkit",
+        "pretrain-clm",
+        "--recipe",
+        "gpt2-tiny",
+        "-o",
+        str(tmp_path / "run"),
+    ]
+    for value in [*SMALL, "train.max_steps=100000", "train.log_every=1"]:
+        command += ["--set", value]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    for line in process.stderr:  # wait until training is under way
+        if line.startswith("step"):
+            break
+    process.send_signal(signal.SIGINT)
+    for line in process.stderr:  # the first Ctrl-C is acknowledged: press again
+        if "press Ctrl-C again" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in rest and "Traceback" not in rest
+    assert not (tmp_path / "run" / "metrics.json").exists()
