@@ -86,6 +86,13 @@ def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
         return None
     if resume == "auto":
         checkpoints = complete_checkpoints(run_dir) if run_dir.is_dir() else []
+        if not checkpoints and is_finished_run(run_dir):
+            # Starting afresh would silently replace a finished run. (An unfinished one with no
+            # checkpoint, killed early, has nothing to lose: it starts again.)
+            raise UserError(
+                f"--resume auto: {run_dir} holds a finished run but no checkpoint to continue from",
+                "train with train.save_every to get checkpoints; --overwrite starts afresh",
+            )
         return checkpoints[-1] if checkpoints else None
     given = Path(resume)
     if all((given / name).is_file() for name in CHECKPOINT_REQUIRED):

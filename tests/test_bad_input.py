@@ -188,6 +188,10 @@ CASES = {
     ),
     "resume and overwrite": (P + ["--resume", "auto", "--overwrite"], "exclude each other"),
     "resume from nothing": (P + ["--resume", "{bad}/foreign"], "no complete checkpoint"),
+    "resume a run without checkpoints": (
+        ["pretrain-clm", "--recipe", "gpt2-tiny", "-o", "{clm}", "--resume", "auto"],
+        "holds a finished run but no checkpoint",
+    ),
     "unwritable output dir": (
         ["tokenize", "--recipe", "tokenizer-byte-bpe", "-o", "/proc/llmkit-run"],
         "cannot create output dir",

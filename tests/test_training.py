@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from safetensors.torch import load_file
@@ -61,9 +60,8 @@ def test_a_nan_loss_exits_1_with_one_message(tmp_path):
     )
 
 
-def test_sigterm_writes_a_checkpoint_that_resumes_to_the_uninterrupted_weights(tmp_path):
-    overrides = [*SMALL, "train.max_steps=400", "train.log_every=1", "model.dropout=0.1"]
-    whole = load_recipe("gpt2-tiny", overrides)
+def start_training(run_dir, overrides, until):
+    """A real `llmkit pretrain-clm` process, returned once a stderr line contains `until`."""
     command = [
         sys.executable,
         "-m",
@@ -72,7 +70,7 @@ def test_sigterm_writes_a_checkpoint_that_resumes_to_the_uninterrupted_weights(t
         "--recipe",
         "gpt2-tiny",
         "-o",
-        str(tmp_path / "parts"),
+        str(run_dir),
     ]
     for value in overrides:
         command += ["--set", value]
@@ -83,16 +81,21 @@ def test_sigterm_writes_a_checkpoint_that_resumes_to_the_uninterrupted_weights(t
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
-    deadline = time.time() + 240
     seen = ""
-    while time.time() < deadline:  # wait until training is under way
-        line = process.stderr.readline()
+    for line in process.stderr:
         seen += line
-        if "step      5" in line or not line:
-            break
+        if until in line:
+            return process
+    raise AssertionError(f"the run ended before {until!r}:\n{seen}")
+
+
+def test_sigterm_writes_a_checkpoint_that_resumes_to_the_uninterrupted_weights(tmp_path):
+    overrides = [*SMALL, "train.max_steps=400", "train.log_every=1", "model.dropout=0.1"]
+    whole = load_recipe("gpt2-tiny", overrides)
+    process = start_training(tmp_path / "parts", overrides, until="step      5")
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=240)
-    assert process.returncode == 130, seen + rest
+    assert process.returncode == 130, rest
     assert "stopped by SIGTERM" in rest and "--resume auto" in rest and "Traceback" not in rest
     parts = tmp_path / "parts"
     checkpoints = sorted(parts.glob("checkpoint-*"))
@@ -110,28 +113,8 @@ def test_sigterm_writes_a_checkpoint_that_resumes_to_the_uninterrupted_weights(t
 
 
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "llmkit",
-        "pretrain-clm",
-        "--recipe",
-        "gpt2-tiny",
-        "-o",
-        str(tmp_path / "run"),
-    ]
-    for value in [*SMALL, "train.max_steps=100000", "train.log_every=1"]:
-        command += ["--set", value]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    for line in process.stderr:  # wait until training is under way
-        if line.startswith("step"):
-            break
+    overrides = [*SMALL, "train.max_steps=100000", "train.log_every=1"]
+    process = start_training(tmp_path / "run", overrides, until="step")
     process.send_signal(signal.SIGINT)
     for line in process.stderr:  # the first Ctrl-C is acknowledged: press again
         if "press Ctrl-C again" in line:
