@@ -107,5 +107,11 @@ def test_killed_runs_resume_to_the_uninterrupted_weights(
     )
     assert resumed["steps"] == 16 and resumed["resumed_from"] == str(checkpoints[-1])
     assert not (run / ".staging").exists()
+    # keep_checkpoints=3: of checkpoints 4, 8, 12, 16 the newest three remain.
+    assert [c.name for c in complete_checkpoints(run)] == [
+        "checkpoint-8",
+        "checkpoint-12",
+        "checkpoint-16",
+    ]
     final = load_file(run / "model.safetensors")
     assert max((final[k] - uninterrupted[k]).abs().max().item() for k in final) <= 1e-6
