@@ -107,6 +107,9 @@ def training_arguments(
         # Batches of examples of similar length pad less (variable-length examples only).
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         dataloader_num_workers=0,
+        # Every model llmkit trains uses all its parameters; searching for unused ones under
+        # DDP costs a graph traversal per step.
+        ddp_find_unused_parameters=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         # Where there is nothing else, say so: transformers refuses bf16 on a CPU otherwise.
         use_cpu=not has_accelerator(),
@@ -248,6 +251,13 @@ def build_trainer(
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    processes = trainer.args.world_size
+    note(
+        f"global batch: {args.per_device_train_batch_size} per device × "
+        f"{args.gradient_accumulation_steps} accumulation × {processes} process"
+        f"{'es' if processes > 1 else ''} = "
+        f"{args.per_device_train_batch_size * args.gradient_accumulation_steps * processes}"
+    )
     return trainer
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from accelerate import PartialState
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -236,14 +237,19 @@ def run_pretrain(
         require_model_dir(recipe.model.path, "model.path")
 
     # The corpus is read here only when a tokenizer must be trained on it; packed_blocks reads
-    # it again only when its blocks are not cached yet.
-    needs_training = not (recipe.tokenizer.path or recipe.model.path)
-    corpus = (
-        load_text_corpus(recipe.data, recipe.data.train, split="train") if needs_training else None
-    )
-    tokenizer = _tokenizer(recipe, corpus)
-    _check_tokenizer(tokenizer, objective)
-    data = prepare_data(recipe, objective, "nsp" if nsp else objective, tokenizer, corpus)
+    # it again only when its blocks are not cached yet. Under torchrun/accelerate the main
+    # process prepares the data first and the others then find it in the cache, so a large
+    # corpus is encoded once (and no rank idles into a collective timeout meanwhile).
+    with PartialState().main_process_first():
+        needs_training = not (recipe.tokenizer.path or recipe.model.path)
+        corpus = (
+            load_text_corpus(recipe.data, recipe.data.train, split="train")
+            if needs_training
+            else None
+        )
+        tokenizer = _tokenizer(recipe, corpus)
+        _check_tokenizer(tokenizer, objective)
+        data = prepare_data(recipe, objective, "nsp" if nsp else objective, tokenizer, corpus)
     model = prepare_model(recipe, objective, nsp, tokenizer)
 
     args = training_arguments(
