@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 out = Console(soft_wrap=True)
@@ -20,6 +21,19 @@ err = Console(stderr=True, soft_wrap=True)
 def is_main_process() -> bool:
     # RANK is set by torchrun and accelerate launch; a plain process is rank 0.
     return os.environ.get("RANK", "0") == "0"
+
+
+def progress_bar() -> Progress:
+    """llmkit's progress bar: on stderr, on the main process only, gone when done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not is_main_process(),
+    )
 
 
 def note(message: str) -> None:

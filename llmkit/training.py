@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -30,7 +30,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from llmkit.console import err, note
+from llmkit.console import note, progress_bar
 from llmkit.errors import Interrupted, RunFailed, UserError
 from llmkit.recipe import TrainConfig
 from llmkit.rundir import complete_checkpoints
@@ -183,14 +183,7 @@ class RichProgress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        self.progress = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        )
+        self.progress = progress_bar()
         self.task = self.progress.add_task(
             "train", total=state.max_steps, completed=state.global_step
         )

@@ -9,25 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from llmkit.console import err, is_main_process
+from llmkit.console import progress_bar
 from llmkit.data.documents import build_documents, count_words, is_structured, is_wikitext
 from llmkit.data.sources import load_source, select_text
 from llmkit.errors import UserError
 from llmkit.models import load_for_inference, model_positions
 from llmkit.perplexity import document_log_likelihoods, pseudo_log_likelihood, token_perplexity
-
-DEFINITIONS = {
-    "token_perplexity": "exp(mean NLL per token), sliding windows of max_length every stride "
-    "tokens over the rows joined with blank lines (HF guide)",
-    "word_perplexity": "exp(-total log-likelihood / words), per document, rolling windows "
-    "(lm-evaluation-harness)",
-    "byte_perplexity": "exp(-total log-likelihood / UTF-8 bytes), as above",
-    "bits_per_byte": "-total log-likelihood / UTF-8 bytes / ln 2, as above",
-    "pseudo_perplexity": "exp(-mean log P(token | all other tokens)), each token masked in turn "
-    "(masked LMs; Salazar et al. 2020)",
-}
 
 
 def text_rows(dataset: datasets.Dataset, text_column: str | None, where: str) -> list[str]:
@@ -89,15 +77,7 @@ def run_eval_ppl(
         "max_length": max_length,
         "batch_size": batch_size,
     }
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not is_main_process(),
-    )
+    progress = progress_bar()
     with progress:
         if objective == "mlm":
             ids = tokenizer(stream, add_special_tokens=False)["input_ids"]

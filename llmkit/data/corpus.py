@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import datasets
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import PreTrainedTokenizerFast
 
-from llmkit.console import err, is_main_process
+from llmkit.console import progress_bar
 from llmkit.data.cleaning import CleaningReport, clean_corpus
 from llmkit.data.nsp import build_sentence_pairs
 from llmkit.data.packing import (
@@ -55,21 +54,9 @@ def load_text_corpus(data: DataConfig, src: str, *, split: str) -> TextCorpus:
     return TextCorpus(texts, source, report)
 
 
-def rows_progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not is_main_process(),
-        transient=True,
-    )
-
-
 def measure_corpus(corpus: TextCorpus, tokenizer: PreTrainedTokenizerFast, data: DataConfig):
     """Encode the corpus only to count tokens, unknowns and throughput."""
-    with rows_progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("encode", total=len(corpus.texts))
         return count_tokens(
             corpus.texts,
@@ -119,7 +106,7 @@ def packed_blocks(
         blocks, stats = cached
         return PackedBlocks(blocks, stats, str(cache_dir / "blocks" / fingerprint), True, None)
     corpus = corpus or load_text_corpus(data, src, split=split)
-    with rows_progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"encode + pack {split}", total=len(corpus.texts))
         options = dict(num_proc=data.num_proc, on_rows=lambda n: progress.advance(task, n))
         if layout == "nsp":
