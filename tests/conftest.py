@@ -46,14 +46,21 @@ def shared_data():
     return find
 
 
+# A model and corpus small enough to train in seconds on 2 CPU cores; each test adds the
+# steps and settings it is about.
+TINY_MODEL = ["data.seq_len=64", "tokenizer.vocab_size=1000", "model.hidden=64", "model.heads=2"]
+
+
+def set_args(overrides) -> list[str]:
+    """Recipe overrides as command-line arguments: --set k=v --set ..."""
+    return [arg for value in overrides for arg in ("--set", value)]
+
+
 # Tiny models trained once per test session on the built-in WikiText, for the commands that
-# use a trained model (eval-ppl, generate).
+# use a trained model (eval-ppl, generate, finetune).
 TINY = [
-    "data.seq_len=64",
-    "tokenizer.vocab_size=1000",
+    *TINY_MODEL,
     "model.layers=2",
-    "model.hidden=64",
-    "model.heads=2",
     "train.batch_size=16",
     "train.max_steps=60",
     "train.lr=2e-3",

@@ -10,23 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MODEL, set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SMALL = [
-    "--set",
-    "data.seq_len=64",
-    "--set",
-    "tokenizer.vocab_size=1000",
-    "--set",
-    "model.hidden=64",
-    "--set",
-    "model.heads=2",
-    "--set",
-    "train.max_steps=2",
-]
+SMALL = set_args([*TINY_MODEL, "train.max_steps=2"])
 
 
 @pytest.fixture(scope="module")

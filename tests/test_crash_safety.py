@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from conftest import TINY_MODEL, set_args
 from safetensors.torch import load_file
 
 from llmkit.commands.pretrain import run_pretrain
@@ -14,10 +15,7 @@ from llmkit.recipe import load_recipe
 from llmkit.rundir import complete_checkpoints
 
 OVERRIDES = [
-    "data.seq_len=64",
-    "tokenizer.vocab_size=1000",
-    "model.hidden=64",
-    "model.heads=2",
+    *TINY_MODEL,
     "data.validation_fraction=0",
     "train.max_steps=16",
     "train.save_every=4",
@@ -64,8 +62,7 @@ def kill_when(tmp_path, ready, slow_step=None):
         "-o",
         str(tmp_path / "run"),
     ]
-    for value in OVERRIDES:
-        command += ["--set", value]
+    command += set_args(OVERRIDES)
     env = {**os.environ, **({"SLOW_PUBLISH_STEP": str(slow_step)} if slow_step else {})}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 240

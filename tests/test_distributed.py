@@ -7,16 +7,14 @@ import socket
 import subprocess
 
 import pytest
+from conftest import TINY_MODEL, set_args
 
 from llmkit.commands.pretrain import run_pretrain
 from llmkit.recipe import load_recipe
 
 pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
 OVERRIDES = [
-    "data.seq_len=64",
-    "tokenizer.vocab_size=1000",
-    "model.hidden=64",
-    "model.heads=2",
+    *TINY_MODEL,
     "model.dropout=0",
     "train.max_steps=20",
     "train.log_every=5",
@@ -26,9 +24,7 @@ OVERRIDES = [
 
 def llmkit_args(run_dir, batch_size):
     args = ["-m", "llmkit", "pretrain-clm", "--recipe", "gpt2-tiny", "-o", str(run_dir), "--json"]
-    for value in [*OVERRIDES, f"train.batch_size={batch_size}"]:
-        args += ["--set", value]
-    return args
+    return args + set_args([*OVERRIDES, f"train.batch_size={batch_size}"])
 
 
 def losses(run_dir):

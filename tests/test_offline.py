@@ -4,6 +4,7 @@ import json
 import socket
 
 import pytest
+from conftest import TINY_MODEL, set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
@@ -31,20 +32,7 @@ def run(*args):
 
 
 def test_the_whole_pipeline_runs_with_sockets_blocked(tmp_path, no_network):
-    small = [
-        "--set",
-        "data.seq_len=64",
-        "--set",
-        "tokenizer.vocab_size=1000",
-        "--set",
-        "model.hidden=64",
-        "--set",
-        "model.heads=2",
-        "--set",
-        "train.max_steps=4",
-        "--set",
-        "train.eval_every=1000",
-    ]
+    small = set_args([*TINY_MODEL, "train.max_steps=4", "train.eval_every=1000"])
     run(
         "tokenize",
         "--recipe",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY_MODEL, set_args
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -16,10 +17,7 @@ from llmkit.errors import RunFailed
 from llmkit.recipe import load_recipe
 
 SMALL = [
-    "data.seq_len=64",
-    "tokenizer.vocab_size=1000",
-    "model.hidden=64",
-    "model.heads=2",
+    *TINY_MODEL,
     "train.eval_every=1000",
     "data.validation_fraction=0",
 ]
@@ -46,14 +44,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_a_nan_loss_exits_1_with_one_message(tmp_path):
     args = ["pretrain-clm", "--recipe", "gpt2-tiny", "-o", str(tmp_path / "run")]
-    for value in [
-        *SMALL,
-        "train.max_steps=40",
-        "train.lr=1e4",
-        "train.max_grad_norm=0",
-        "train.log_every=2",
-    ]:
-        args += ["--set", value]
+    args += set_args(
+        [*SMALL, "train.max_steps=40", "train.lr=1e4", "train.max_grad_norm=0", "train.log_every=2"]
+    )
     result = CliRunner().invoke(app, args)
     assert (
         result.exit_code == 1 and "became nan" in result.stderr and "Traceback" not in result.output
@@ -72,8 +65,7 @@ def start_training(run_dir, overrides, until):
         "-o",
         str(run_dir),
     ]
-    for value in overrides:
-        command += ["--set", value]
+    command += set_args(overrides)
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

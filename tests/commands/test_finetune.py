@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
@@ -11,8 +12,7 @@ FIXTURES = __import__("pathlib").Path(__file__).parents[1] / "fixtures" / "glue"
 
 def finetune(recipe, out, *overrides, extra=()):
     args = ["finetune", "--recipe", recipe, "-o", str(out), "--json", *extra]
-    for value in overrides:
-        args += ["--set", value]
+    args += set_args(overrides)
     result = runner.invoke(app, args)
     return result, (
         json.loads(result.stdout.strip().splitlines()[-1]) if result.exit_code == 0 else None

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_MODEL, set_args
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
@@ -21,11 +22,8 @@ from llmkit.recipe import load_recipe
 runner = CliRunner()
 # Small enough for a few seconds on 2 CPU cores, large enough for the loss to fall clearly.
 FAST = [
-    "data.seq_len=64",
-    "tokenizer.vocab_size=1000",
+    *TINY_MODEL,
     "model.layers=2",
-    "model.hidden=64",
-    "model.heads=2",
     "train.batch_size=16",
     "train.max_steps=60",
     "train.eval_every=30",
@@ -35,7 +33,7 @@ FAST = [
 
 
 def sets(*overrides):
-    return [arg for value in overrides for arg in ("--set", value)]
+    return set_args(overrides)
 
 
 def pretrain(command, recipe, out, *extra):
