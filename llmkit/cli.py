@@ -232,7 +232,9 @@ def eval_ppl(
         None, "--stride", help="Sliding-window step (default: half of --max-length)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (GPU)."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, bf16, fp16 (GPU), or auto (bf16 on a GPU)."
+    ),
     detokenize: bool = typer.Option(
         None,
         "--detokenize/--no-detokenize",
@@ -313,7 +315,9 @@ def generate(
     batch_size: int = typer.Option(
         8, "--batch-size", help="Prompts per generate call (left-padded)."
     ),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (GPU)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 on a GPU, else fp32), fp32, bf16 or fp16 (GPU)."
+    ),
     output: Path = typer.Option(None, "--output", help="Write one JSON line per completion here."),
     as_json: bool = JsonOption,
 ) -> None:

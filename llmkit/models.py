@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from llmkit.errors import UserError
+from llmkit.fast_path import check_attention, resolve_precision
 from llmkit.recipe import ModelConfig
 
 Objective = Literal["clm", "mlm"]
@@ -108,6 +109,7 @@ def build_model_config(
 ) -> PretrainedConfig:
     """A transformers config for `model.family`, sized by the recipe and the tokenizer's size."""
     _check_shape(model)
+    check_attention(model.attention)
     vocab = model.vocab_size or padded_vocab_size(tokens, model.vocab_multiple)
     positions = model.max_positions or seq_len
     special = {
@@ -242,7 +244,7 @@ def flops_per_token(config: PretrainedConfig, parameters: int, seq_len: int) -> 
     return 6 * parameters + 12 * layers * hidden * seq_len
 
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def objective_of(config: PretrainedConfig) -> Objective:
@@ -260,7 +262,7 @@ def objective_of(config: PretrainedConfig) -> Objective:
     )
 
 
-def load_for_inference(path: str | Path, precision: str = "fp32"):
+def load_for_inference(path: str | Path, precision: str = "auto"):
     """(model, tokenizer, objective) of a run directory or save_pretrained folder, for scoring."""
     from llmkit.tokenizer import load_tokenizer
 
@@ -272,13 +274,10 @@ def load_for_inference(path: str | Path, precision: str = "fp32"):
         raise UserError(f"cannot read the model config in {folder}: {e}") from e
     objective = objective_of(config)
     tokenizer = load_tokenizer(folder)
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise UserError("fp16 needs a CUDA GPU", "use fp32 or bf16")
+    precision = resolve_precision(precision, "--precision")
     cls = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
     try:
-        model = cls.from_pretrained(folder, dtype=PRECISIONS[precision], **options)
+        model = cls.from_pretrained(folder, dtype=DTYPES[precision], **options)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {folder}: {e}") from e
     check_model_fits(model.config, len(tokenizer), 1)

@@ -72,7 +72,9 @@ class ModelConfig(Section):
     tie_embeddings: bool = True  # share input embeddings and output projection
     vocab_size: int | None = Field(None, ge=64)  # default: the tokenizer's, padded
     vocab_multiple: int = Field(64, ge=1)  # pad the vocabulary to a multiple (GPU efficiency)
-    attention: Literal["sdpa", "eager"] = "sdpa"
+    # sdpa: PyTorch's fused attention (flash kernels on GPUs); flash_attention_2 needs the
+    # flash-attn package and a CUDA GPU
+    attention: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     trust_remote_code: bool = False  # run Python shipped with a model.path checkpoint
 
 
@@ -104,8 +106,10 @@ class TrainConfig(Section):
     warmup: float = Field(0.0, ge=0)  # below 1: a fraction of the steps; else a step count
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, ge=0)  # 0 turns clipping off
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False  # torch.compile the model
+    # auto: bf16 on a CUDA GPU with bf16 units, else fp32 (the GPU fast path, fast_path.py)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the model; auto: on CUDA GPUs
+    liger: bool = False  # Liger's fused Triton kernels (CUDA, `pip install liger-kernel`)
     gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
     log_every: int = Field(10, ge=1)
     eval_every: int | None = Field(None, ge=1)  # steps; always evaluated at start and end

@@ -16,9 +16,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from rich.progress import Progress
 from transformers import (
     PreTrainedModel,
@@ -32,6 +34,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from llmkit.console import note, progress_bar
 from llmkit.errors import Interrupted, RunFailed, UserError
+from llmkit.fast_path import has_accelerator, note_sharding_fallback, resolve_fast_path
 from llmkit.recipe import TrainConfig
 from llmkit.rundir import complete_checkpoints
 
@@ -45,16 +48,6 @@ REPORTER_PACKAGES = {
 }
 
 
-def check_precision(precision: str) -> None:
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise UserError("train.precision fp16 needs a CUDA GPU", "use bf16 or fp32 on this machine")
-
-
-def has_accelerator() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return torch.cuda.is_available() or bool(mps and mps.is_available())
-
-
 def check_reporters(report_to: list[str]) -> None:
     for name in report_to:
         if not any(importlib.util.find_spec(package) for package in REPORTER_PACKAGES[name]):
@@ -62,6 +55,38 @@ def check_reporters(report_to: list[str]) -> None:
                 f"train.report_to names {name}, which is not installed",
                 f"pip install {REPORTER_PACKAGES[name][0]}",
             )
+
+
+# Processes waiting for the main process to prepare the data wait on a CPU (gloo) group of
+# their own with this timeout, so that hours of tokenization never trip the training
+# collectives' timeout (which should stay short, to catch a hung GPU).
+DATA_PREPARATION_TIMEOUT = timedelta(hours=12)
+
+
+@contextmanager
+def main_processes_first() -> Iterator[None]:
+    """Under torchrun/accelerate: the global main process runs the block first, then each
+    machine's main process, then all the others. Data preparation in this block is done once
+    (once per machine when machines do not share a cache); the others find it cached."""
+    state = PartialState(cpu=not has_accelerator())
+    if state.num_processes == 1:
+        yield
+        return
+    group = torch.distributed.new_group(backend="gloo", timeout=DATA_PREPARATION_TIMEOUT)
+
+    def wait() -> None:
+        torch.distributed.barrier(group=group)
+
+    # Every process waits exactly twice, so the barriers pair up whatever its role.
+    if not state.is_main_process:
+        wait()  # for the main process
+    if not state.is_local_main_process:
+        wait()  # for this machine's main process
+    yield
+    if state.is_local_main_process:
+        wait()
+    if state.is_main_process:
+        wait()
 
 
 def training_arguments(
@@ -73,8 +98,9 @@ def training_arguments(
     evaluate_first: bool = True,
     group_by_length: bool = False,
 ) -> TrainingArguments:
-    check_precision(train.precision)
+    fast = resolve_fast_path(train)
     check_reporters(train.report_to)
+    note_sharding_fallback()
     return TrainingArguments(
         output_dir=str(run_dir),
         seed=seed,
@@ -88,9 +114,12 @@ def training_arguments(
         warmup_steps=train.warmup if train.warmup < 1 else int(train.warmup),
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
-        bf16=train.precision == "bf16",
-        fp16=train.precision == "fp16",
-        torch_compile=train.compile,
+        bf16=fast.precision == "bf16",
+        fp16=fast.precision == "fp16",
+        tf32=fast.tf32 or None,
+        torch_compile=fast.compile,
+        use_liger_kernel=fast.liger,
+        optim="adamw_torch_fused",  # one kernel for all parameters (CPU and GPU)
         activation_checkpointing=train.gradient_checkpointing,
         logging_steps=train.log_every,
         logging_first_step=True,
@@ -114,6 +143,12 @@ def training_arguments(
         # Where there is nothing else, say so: transformers refuses bf16 on a CPU otherwise.
         use_cpu=not has_accelerator(),
     )
+
+
+def settings_used(args: TrainingArguments) -> dict[str, object]:
+    """What the run actually used once `auto` was decided, for metrics.json."""
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    return {"precision": precision, "compiled": args.torch_compile, "processes": args.world_size}
 
 
 STAGING_DIR = ".staging"  # inside the run directory; never mistaken for a checkpoint

@@ -103,3 +103,52 @@ def test_two_nodes_through_torchrun_rendezvous(tmp_path):
     assert len(printed) == 1 and json.loads(printed[0])["steps"] == 20
     assert "2 processes" in outputs[0][1]
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+ORDER_PROBE = """
+import json, sys, time
+from accelerate import PartialState
+from llmkit.training import main_processes_first
+
+state = PartialState(cpu=True)
+with main_processes_first():
+    start = time.time()
+    time.sleep(1.0)  # long enough that an overlap could not go unseen
+    record = {"rank": state.process_index, "local": state.local_process_index,
+              "start": start, "end": time.time()}
+with open(sys.argv[1], "a") as log:
+    log.write(json.dumps(record) + "\\n")
+"""
+
+
+def test_data_is_prepared_by_the_main_process_then_each_machines_then_the_rest(tmp_path):
+    script, log = tmp_path / "probe.py", tmp_path / "order.jsonl"
+    script.write_text(ORDER_PROBE)
+    port = str(free_port())
+    common = ["--nnodes", "2", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    nodes = [
+        subprocess.Popen(
+            [
+                "torchrun",
+                *common,
+                "--node_rank",
+                str(rank),
+                "--master_port",
+                port,
+                str(script),
+                str(log),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
+    records = {r["rank"]: r for r in map(json.loads, log.read_text().splitlines())}
+    assert sorted(records) == [0, 1, 2, 3]
+    # rank 0 is the main process; rank 2 the second machine's main; 1 and 3 the rest.
+    assert records[0]["end"] <= records[2]["start"]
+    assert records[2]["end"] <= min(records[1]["start"], records[3]["start"])

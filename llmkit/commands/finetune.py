@@ -41,7 +41,7 @@ from llmkit.rundir import (
 )
 from llmkit.tasks.glue import GlueTask, glue_task, load_split
 from llmkit.tokenizer import load_tokenizer, save_tokenizer
-from llmkit.training import build_trainer, train_guarded, training_arguments
+from llmkit.training import build_trainer, settings_used, train_guarded, training_arguments
 
 
 def load_classifier(path: str, task: GlueTask, *, trust_remote_code: bool = False):
@@ -204,6 +204,7 @@ def run_finetune(
         "command": "finetune",
         "output_dir": str(run_dir),
         "task": f"glue/{task.name}",
+        **settings_used(trainer.args),
     }
     if encoded_train is not None:
         result = train_guarded(trainer, resume_from)

@@ -65,7 +65,7 @@ def run_generate(
     batch_size: int = 8,
     seed: int | None = None,
     stream: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     output: Path | None = None,
     show: bool = True,
 ) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from accelerate import PartialState
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -49,7 +48,13 @@ from llmkit.rundir import (
     write_card,
 )
 from llmkit.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer_on
-from llmkit.training import build_trainer, train_guarded, training_arguments
+from llmkit.training import (
+    build_trainer,
+    main_processes_first,
+    settings_used,
+    train_guarded,
+    training_arguments,
+)
 
 OBJECTIVE_NAMES = {"clm": "causal language model", "mlm": "masked language model"}
 # Evaluation timings are not results.
@@ -239,8 +244,8 @@ def run_pretrain(
     # The corpus is read here only when a tokenizer must be trained on it; packed_blocks reads
     # it again only when its blocks are not cached yet. Under torchrun/accelerate the main
     # process prepares the data first and the others then find it in the cache, so a large
-    # corpus is encoded once (and no rank idles into a collective timeout meanwhile).
-    with PartialState().main_process_first():
+    # corpus is encoded once.
+    with main_processes_first():
         needs_training = not (recipe.tokenizer.path or recipe.model.path)
         corpus = (
             load_text_corpus(recipe.data, recipe.data.train, split="train")
@@ -303,6 +308,7 @@ def run_pretrain(
         else 0.0,
         "train_runtime_s": runtime,
         "flops_per_token": flops_per_token(model.config, parameters, recipe.data.seq_len),
+        **settings_used(trainer.args),
     }
     if evaluations:
         metrics["initial_eval_loss"] = evaluations[0]["eval_loss"]

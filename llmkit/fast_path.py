@@ -1,0 +1,102 @@
+"""What the recipe's `auto` settings mean on this machine: the GPU fast path.
+
+On a CUDA GPU, `train.precision: auto` trains in bf16 (fp32 master weights, bf16 autocast)
+where the GPU has bf16 units, and `train.compile: auto` compiles the model with
+torch.compile; TF32 matmuls are allowed for what stays in fp32. On a CPU both stay off: this
+project's measurements found bf16 ~30× slower than fp32 on CPUs without bf16 units, and
+compilation not worth its start-up time for short CPU runs (README, "The GPU fast path").
+The rest of the fast path needs no switch: attention is PyTorch SDPA (flash kernels on
+GPUs), AdamW is the fused implementation, and pretraining blocks are packed with no padding.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import torch
+
+from llmkit.console import note
+from llmkit.errors import UserError
+from llmkit.recipe import TrainConfig
+
+
+def has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return has_cuda() or bool(mps and mps.is_available())
+
+
+def cuda_has_bf16() -> bool:
+    return has_cuda() and torch.cuda.is_bf16_supported()
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    precision: str  # fp32 | bf16 | fp16
+    compile: bool
+    liger: bool
+    tf32: bool
+
+
+def launcher_precision() -> str | None:
+    """The mixed precision an `accelerate launch` config or flag chose ("no" is its default,
+    not a choice)."""
+    chosen = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    return chosen if chosen in ("bf16", "fp16") else None
+
+
+def resolve_precision(precision: str, setting: str = "train.precision") -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision '{precision}'", f"use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return launcher_precision() or ("bf16" if cuda_has_bf16() else "fp32")
+    if precision == "fp16" and not has_cuda():
+        raise UserError(f"{setting} fp16 needs a CUDA GPU", "use bf16 or fp32 on this machine")
+    return precision
+
+
+def resolve_fast_path(train: TrainConfig) -> FastPath:
+    """The settings a run will use: the recipe's, with every `auto` decided for this machine."""
+    if train.liger and not (has_cuda() and importlib.util.find_spec("liger_kernel")):
+        raise UserError(
+            "train.liger needs a CUDA GPU and the liger-kernel package",
+            "pip install liger-kernel on the GPU machine, or set train.liger false",
+        )
+    launched = launcher_precision()
+    if launched and train.precision not in ("auto", launched):
+        # Trainer would quietly follow the launcher; a recipe's explicit choice must not lose.
+        raise UserError(
+            f"accelerate launch asks for mixed precision {launched}, the recipe for "
+            f"train.precision {train.precision}",
+            "make them agree: set train.precision auto, or change the launch config's "
+            "mixed_precision",
+        )
+    return FastPath(
+        precision=resolve_precision(train.precision),
+        compile=has_cuda() if train.compile == "auto" else bool(train.compile),
+        liger=train.liger,
+        tf32=has_cuda() and torch.cuda.get_device_capability()[0] >= 8,
+    )
+
+
+def check_attention(attention: str) -> None:
+    installed = importlib.util.find_spec("flash_attn") is not None
+    if attention == "flash_attention_2" and not (has_cuda() and installed):
+        raise UserError(
+            "model.attention flash_attention_2 needs a CUDA GPU and the flash-attn package",
+            "use model.attention sdpa (PyTorch's own flash kernels), or pip install flash-attn",
+        )
+
+
+def note_sharding_fallback() -> None:
+    """accelerate shards (FSDP) only on accelerators; on CPUs it trains plain data parallel."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not has_accelerator():
+        note("FSDP needs GPUs: on this CPU-only machine accelerate trains plain data parallel")
