@@ -28,7 +28,7 @@ from transformers import (
 )
 
 from llmkit.errors import UserError
-from llmkit.fast_path import check_attention, resolve_precision
+from llmkit.fast_path import check_attention, resolve_precision, use_fused_activations
 from llmkit.recipe import ModelConfig
 
 Objective = Literal["clm", "mlm"]
@@ -281,6 +281,7 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {folder}: {e}") from e
     check_model_fits(model.config, len(tokenizer), 1)
+    use_fused_activations(model)
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model.eval(), tokenizer, objective

@@ -59,6 +59,20 @@ def rolling_windows(ids: list[int], prefix_id: int, max_length: int) -> Iterator
         predicted += count
 
 
+def target_logits(model, input_ids, attention_mask, targets_at) -> torch.Tensor:
+    """Logits at the positions `targets_at` (a boolean mask) selects, flattened row by row.
+
+    Only the scored positions go through the output layer (transformers' `logits_to_keep`
+    with a boolean mask): with the usual stride of half a window, half the positions are
+    context only, and the vocabulary projection is much of a small model's cost. A model whose
+    forward does not narrow its logits this way gets them all, and they are narrowed here.
+    """
+    logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=targets_at
+    ).logits
+    return logits if logits.dim() == 2 else logits[targets_at]
+
+
 @torch.inference_mode()
 def score_windows(
     model, windows: list[Window], *, batch_size: int, pad_id: int, on_window: Progress = None
@@ -72,18 +86,23 @@ def score_windows(
         width = max(len(w.input_ids) for w in batch)
         input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, window in enumerate(batch):
-            input_ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
-            attention[row, : len(window.input_ids)] = 1
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+        targets_at = torch.zeros((len(batch), width), dtype=torch.bool)
         for row, window in enumerate(batch):
             length, count = len(window.input_ids), len(window.targets)
-            row_logits = logits[row, length - count : length].float()
-            targets = torch.tensor(window.targets, device=device)
-            log_probs = -F.cross_entropy(row_logits, targets, reduction="sum")
-            scores[order[start + row]] = log_probs.item()
+            input_ids[row, :length] = torch.tensor(window.input_ids)
+            attention[row, :length] = 1
+            targets_at[row, length - count : length] = True
+        logits = target_logits(
+            model, input_ids.to(device), attention.to(device), targets_at.to(device)
+        )
+        targets = torch.tensor([t for w in batch for t in w.targets], device=device)
+        token_log_probs = -F.cross_entropy(logits.float(), targets, reduction="none")
+        counts = [len(w.targets) for w in batch]
+        sums = torch.stack([part.sum() for part in token_log_probs.split(counts)]).tolist()
+        for row, total in enumerate(sums):
+            scores[order[start + row]] = total
         if on_window is not None:
-            on_window(sum(len(w.targets) for w in batch))
+            on_window(sum(counts))
     return scores
 
 

@@ -110,6 +110,8 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool | Literal["auto"] = "auto"  # torch.compile the model; auto: on CUDA GPUs
     liger: bool = False  # Liger's fused Triton kernels (CUDA, `pip install liger-kernel`)
+    # output layer + loss in chunks, never the whole batch's logits; auto: on CPUs
+    chunked_loss: bool | Literal["auto"] = "auto"
     gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
     log_every: int = Field(10, ge=1)
     eval_every: int | None = Field(None, ge=1)  # steps; always evaluated at start and end

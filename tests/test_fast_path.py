@@ -69,3 +69,46 @@ def test_a_launcher_choice_fills_auto_and_a_contradiction_is_refused(monkeypatch
 def test_what_this_machine_cannot_do_is_a_user_error(check, message):
     with pytest.raises(UserError, match=message):
         check()
+
+
+def tiny_gpt2():
+    from llmkit.models import build_model, build_model_config
+    from llmkit.recipe import ModelConfig
+
+    config = build_model_config(
+        ModelConfig(family="gpt2", layers=2, hidden=32, heads=2, dropout=0.0),
+        tokens=300,
+        seq_len=16,
+        special_ids=dict.fromkeys(["bos_token_id", "eos_token_id", "pad_token_id"], 0),
+    )
+    torch.manual_seed(0)
+    return build_model(config, "clm", nsp=False).eval()
+
+
+def test_gpt2_gelu_runs_as_one_kernel_with_the_same_outputs():
+    from llmkit.fast_path import use_fused_activations
+
+    model = tiny_gpt2()
+    ids = torch.randint(0, 300, (2, 16))
+    before = model(input_ids=ids).logits
+    assert use_fused_activations(model) == 2  # one per block
+    torch.testing.assert_close(model(input_ids=ids).logits, before, rtol=1e-5, atol=1e-5)
+    assert model.config.activation_function == "gelu_new"  # what is saved is unchanged
+
+
+def test_chunked_loss_is_on_for_cpus_by_default_and_switchable(on_h100):
+    from llmkit.fast_path import prepare_for_training
+
+    assert prepare_for_training(tiny_gpt2(), TrainConfig()) == {"chunked_loss": False}
+    assert prepare_for_training(tiny_gpt2(), TrainConfig(chunked_loss=True)) == {
+        "chunked_loss": True
+    }
+
+
+def test_chunked_loss_auto_on_a_cpu():
+    from llmkit.fast_path import prepare_for_training
+
+    assert prepare_for_training(tiny_gpt2(), TrainConfig()) == {"chunked_loss": True}
+    assert prepare_for_training(tiny_gpt2(), TrainConfig(chunked_loss=False)) == {
+        "chunked_loss": False
+    }

@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from llmkit.errors import UserError
+from llmkit.fast_path import prepare_for_training
 from llmkit.metrics import glue_metric
 from llmkit.models import (
     check_model_fits,
@@ -159,6 +160,7 @@ def run_finetune(
     trust = recipe.model.trust_remote_code
     tokenizer = load_tokenizer(recipe.tokenizer.path or recipe.model.path, trust_remote_code=trust)
     model = load_classifier(recipe.model.path, task, trust_remote_code=trust)
+    prepare_for_training(model, recipe.train)
     positions = model_positions(model.config)
     max_length = min(spec.max_length or positions, positions)
     check_model_fits(model.config, len(tokenizer), max_length)

@@ -25,6 +25,7 @@ from transformers import (
 from llmkit.data.collators import build_collator, mask_once
 from llmkit.data.corpus import TextCorpus, load_text_corpus, packed_blocks
 from llmkit.errors import UserError
+from llmkit.fast_path import prepare_for_training
 from llmkit.metrics import language_model_metrics, summarize_predictions
 from llmkit.models import (
     FAMILY_OBJECTIVE,
@@ -256,6 +257,7 @@ def run_pretrain(
         _check_tokenizer(tokenizer, objective)
         data = prepare_data(recipe, objective, "nsp" if nsp else objective, tokenizer, corpus)
     model = prepare_model(recipe, objective, nsp, tokenizer)
+    model_changes = prepare_for_training(model, recipe.train)
 
     args = training_arguments(
         recipe.train, run_dir, seed=recipe.seed, evaluate=data.evaluation is not None
@@ -309,6 +311,7 @@ def run_pretrain(
         "train_runtime_s": runtime,
         "flops_per_token": flops_per_token(model.config, parameters, recipe.data.seq_len),
         **settings_used(trainer.args),
+        **model_changes,
     }
     if evaluations:
         metrics["initial_eval_loss"] = evaluations[0]["eval_loss"]

@@ -1,0 +1,147 @@
+"""A training loss that never holds the whole batch's logits: chunked linear cross-entropy.
+
+In a small language model most of a training step is the output layer: logits for every
+position over the whole vocabulary (batch × seq_len × vocab floats, 64 MB for gpt2-tiny's
+batch), a log-softmax over them, and its backward pass, each a trip through memory. Here the
+output projection, the loss and its gradients are computed together, a few hundred rows at a
+time, so each chunk of logits is made, used and dropped while it is still in cache (the idea of
+Liger's fused linear cross-entropy and of "Cut Your Losses", Wijmans et al. 2024, in plain
+PyTorch). Masked LMs also score only the masked positions (the others carry no label), which
+is most of their saving.
+
+The models stay transformers' own classes: only the training forward of a model instance is
+replaced, and only for the families whose output layer this reproduces exactly (GPT-2, Llama,
+BERT, RoBERTa). Evaluation, generation and saving use the model's own forward. The loss equals
+the model's own to float precision, reduced the same way (tests/test_fused_loss.py).
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
+
+IGNORE_INDEX = -100
+CHUNK_BYTES = 4 * 2**20  # one chunk of fp32 logits: small enough to stay in a CPU's cache
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of (hidden @ weight.T + bias) against targets (IGNORE_INDEX: none).
+
+    The gradients are computed chunk by chunk in the forward pass (softmax minus one-hot, times
+    the chunk's inputs), and the backward pass only scales them.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets):
+        rows = max(1, CHUNK_BYTES // (4 * weight.shape[0]))
+        wants_grad = any(ctx.needs_input_grad[:3])
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.zeros_like(hidden) if wants_grad else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if wants_grad else None
+        grad_bias = (
+            torch.zeros_like(bias, dtype=torch.float32) if wants_grad and bias is not None else None
+        )
+        for start in range(0, hidden.shape[0], rows):
+            chunk = hidden[start : start + rows]
+            target = targets[start : start + rows]
+            scored = target != IGNORE_INDEX
+            safe_target = target.clamp_min(0).unsqueeze(1)
+            logits = F.linear(chunk, weight, bias).float()
+            log_norm = torch.logsumexp(logits, dim=-1)
+            target_logit = logits.gather(1, safe_target).squeeze(1)
+            total += ((log_norm - target_logit) * scored).sum()
+            if wants_grad:
+                # d(sum of losses)/d(logits) = softmax − one-hot, on scored rows only.
+                grad_logits = logits.sub_(log_norm.unsqueeze(1)).exp_()
+                grad_logits.scatter_add_(1, safe_target, torch.full_like(log_norm, -1).unsqueeze(1))
+                grad_logits.mul_(scored.unsqueeze(1))
+                grad_hidden[start : start + rows] = (grad_logits.to(weight.dtype) @ weight).to(
+                    hidden.dtype
+                )
+                grad_weight.addmm_(grad_logits.t(), chunk.float())
+                if grad_bias is not None:
+                    grad_bias += grad_logits.sum(0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        return (
+            grad_hidden * grad_total.to(grad_hidden.dtype),
+            (grad_weight * grad_total).to(ctx.weight_dtype),
+            (grad_bias * grad_total).to(ctx.weight_dtype) if grad_bias is not None else None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+) -> torch.Tensor:
+    """Summed token NLL of a linear output layer, computed in chunks (rows of `hidden`)."""
+    return _LinearCrossEntropy.apply(
+        hidden.reshape(-1, hidden.shape[-1]), weight, bias, targets.reshape(-1)
+    )
+
+
+def _causal_lm_forward(self, input_ids=None, labels=None, num_items_in_batch=None, **kwargs):
+    if labels is None or not self.training:
+        return self._forward_with_logits(
+            input_ids=input_ids, labels=labels, num_items_in_batch=num_items_in_batch, **kwargs
+        )
+    hidden = self.base_model(input_ids=input_ids, **kwargs).last_hidden_state
+    # Position i predicts token i + 1; the last position predicts nothing (as ForCausalLMLoss).
+    targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    head = self.get_output_embeddings()
+    total = linear_cross_entropy(hidden, head.weight, head.bias, targets)
+    # transformers' reduction: over the whole accumulated batch when Trainer says its size.
+    count = (
+        num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+    )
+    return CausalLMOutput(loss=total / count)
+
+
+def _masked_lm_forward(self, input_ids=None, labels=None, next_sentence_label=None, **kwargs):
+    nsp = next_sentence_label is not None
+    if labels is None or not self.training:
+        extra = {"next_sentence_label": next_sentence_label} if nsp else {}
+        return self._forward_with_logits(input_ids=input_ids, labels=labels, **extra, **kwargs)
+    kwargs.pop("num_items_in_batch", None)  # these models average each batch themselves
+    outputs = self.base_model(input_ids=input_ids, **kwargs)
+    masked = labels != IGNORE_INDEX
+    if self.config.model_type == "roberta":
+        head = self.lm_head
+        features = head.layer_norm(F.gelu(head.dense(outputs[0][masked])))
+    else:
+        head = self.cls.predictions
+        features = head.transform(outputs[0][masked])
+    total = linear_cross_entropy(features, head.decoder.weight, head.decoder.bias, labels[masked])
+    loss = total / masked.sum()  # CrossEntropyLoss's mean over labelled tokens
+    if nsp:
+        nsp_logits = self.cls.seq_relationship(outputs[1])
+        loss = loss + F.cross_entropy(nsp_logits.view(-1, 2), next_sentence_label.view(-1))
+    return MaskedLMOutput(loss=loss)
+
+
+TRAINING_FORWARDS = {
+    "GPT2LMHeadModel": _causal_lm_forward,
+    "LlamaForCausalLM": _causal_lm_forward,
+    "BertForMaskedLM": _masked_lm_forward,
+    "BertForPreTraining": _masked_lm_forward,
+    "RobertaForMaskedLM": _masked_lm_forward,
+}
+
+
+def use_chunked_loss(model: PreTrainedModel) -> bool:
+    """Train `model` with the chunked loss, if its class is one this reproduces exactly."""
+    training_forward = TRAINING_FORWARDS.get(type(model).__name__)
+    if training_forward is None:
+        return False
+    model._forward_with_logits = model.forward
+    model.forward = types.MethodType(training_forward, model)
+    return True
