@@ -24,8 +24,7 @@ demo:  ## tokenize → pretrain-clm → pretrain-mlm on the built-in corpus (abo
 	$(PYTHON) -m llmkit pretrain-mlm --recipe bert-tiny --output-dir runs/demo/bert-tiny --overwrite
 
 bench:
-	$(PYTHON) benchmarks/tokenize_pack.py
-	$(PYTHON) benchmarks/finetune_glue.py
+	$(PYTHON) -m benchmarks.run_all
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

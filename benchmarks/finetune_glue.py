@@ -4,26 +4,17 @@ The plain way is HF's run_glue.py with its defaults: every example padded to 128
 (pad_to_max_length), the default collator, random batches, and compute_metrics taking the
 argmax of all evaluation logits. llmkit pads each batch to its longest example, groups
 examples by length and keeps only predicted labels. Same pretrained model, data, learning
-rate, epochs and batch size; runs alternate; the median wall time (tokenize + train +
-evaluate) and the dev accuracy of each are printed.
-
-    python benchmarks/finetune_glue.py [--model runs/demo/bert-tiny] [--train-examples 8000]
+rate, epochs and batch size. The metric is wall time (tokenize + train + evaluate, model
+loading included; lower is better); quality: both reach the same dev accuracy to within 0.03.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-from transformers import (  # noqa: E402
+import numpy as np
+from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     Trainer,
@@ -31,14 +22,12 @@ from transformers import (  # noqa: E402
     default_data_collator,
 )
 
-from llmkit.cli import quiet_libraries  # noqa: E402
-from llmkit.commands.finetune import run_finetune  # noqa: E402
-from llmkit.commands.pretrain import run_pretrain  # noqa: E402
-from llmkit.recipe import load_recipe  # noqa: E402
-from llmkit.tasks.glue import TASKS, read_local_split  # noqa: E402
+from benchmarks.harness import ROOT, SHARED_DATA, way_main
+from llmkit.commands.finetune import run_finetune
+from llmkit.recipe import load_recipe
+from llmkit.tasks.glue import TASKS, read_local_split
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2"
+SHARED_SST2 = SHARED_DATA / "glue" / "SST-2"
 FIXTURE_SST2 = ROOT / "tests" / "fixtures" / "glue" / "SST-2"
 HYPER = {"lr": 1e-3, "epochs": 2, "batch_size": 32}
 
@@ -114,46 +103,25 @@ def llmkit_way(model_dir: str, train_file: Path, dev_file: Path, examples: int, 
     return run_finetune(recipe, output_dir=Path(out), overwrite=True)["eval_accuracy"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a pretrained BERT-style run (default: pretrain bert-tiny)")
-    parser.add_argument("--train-examples", type=int, default=8000)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    quiet_libraries()
-    train_file, dev_file = data_files()
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model
-        if model_dir is None:
-            model_dir = f"{tmp}/bert-tiny"
-            run_pretrain(
-                load_recipe("bert-tiny", ["train.max_steps=300"]), "mlm", output_dir=Path(model_dir)
-            )
-        examples = min(
-            args.train_examples, len(read_local_split(TASKS["sst2"], train_file, needs_labels=True))
-        )
-        ways = {
-            "llmkit (dynamic padding, length groups)": llmkit_way,
-            "plain HF (run_glue: pad to 128)": plain_hf_way,
-        }
-        seconds: dict[str, list[float]] = {name: [] for name in ways}
-        accuracy: dict[str, float] = {}
-        for repeat in range(args.repeats):
-            for name, way in ways.items():
-                started = time.perf_counter()
-                accuracy[name] = way(
-                    model_dir, train_file, dev_file, examples, f"{tmp}/run-{repeat}"
-                )
-                seconds[name].append(time.perf_counter() - started)
-    print(f"\nSST-2: {examples:,} training examples, dev {dev_file}")
-    print(f"{HYPER}; {os.cpu_count()} CPU cores; median of {args.repeats} alternating runs")
-    print(f"{'method':42} {'wall s (median)':>16} {'min':>7} {'max':>7} {'dev acc':>8}")
-    for name in ways:
-        s, acc = seconds[name], accuracy[name]
-        print(f"{name:42} {statistics.median(s):16.2f} {min(s):7.2f} {max(s):7.2f} {acc:8.3f}")
-    llmkit, plain = (statistics.median(seconds[name]) for name in ways)
-    print(f"\nllmkit wall time / plain: {llmkit / plain:.2f}x")
+def timed(way):
+    def run(options: dict) -> dict:
+        import tempfile
 
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as out:
+            accuracy = way(
+                options["model"],
+                Path(options["train_file"]),
+                Path(options["dev_file"]),
+                options["examples"],
+                out,
+            )
+        return {"value": time.perf_counter() - started, "accuracy": accuracy}
+
+    return run
+
+
+WAYS = {"llmkit": timed(llmkit_way), "plain HF": timed(plain_hf_way)}
 
 if __name__ == "__main__":
-    main()
+    way_main(WAYS)

@@ -231,7 +231,7 @@ def eval_ppl(
     stride: int = typer.Option(
         None, "--stride", help="Sliding-window step (default: half of --max-length)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
     precision: str = typer.Option(
         "fp32", "--precision", help="fp32, bf16, fp16 (GPU), or auto (bf16 on a GPU)."
     ),

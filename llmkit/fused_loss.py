@@ -51,17 +51,23 @@ class _LinearCrossEntropy(torch.autograd.Function):
             scored = target != IGNORE_INDEX
             safe_target = target.clamp_min(0).unsqueeze(1)
             logits = F.linear(chunk, weight, bias).float()
-            log_norm = torch.logsumexp(logits, dim=-1)
             target_logit = logits.gather(1, safe_target).squeeze(1)
+            # log-sum-exp and softmax from one in-place exp over the chunk (the chunk's logits
+            # become its probabilities; nothing else of its size is allocated).
+            row_max = logits.amax(dim=1, keepdim=True)
+            probabilities = logits.sub_(row_max).exp_()
+            row_sum = probabilities.sum(dim=1, keepdim=True)
+            log_norm = (row_sum.log() + row_max).squeeze(1)
             total += ((log_norm - target_logit) * scored).sum()
             if wants_grad:
                 # d(sum of losses)/d(logits) = softmax − one-hot, on scored rows only.
-                grad_logits = logits.sub_(log_norm.unsqueeze(1)).exp_()
-                grad_logits.scatter_add_(1, safe_target, torch.full_like(log_norm, -1).unsqueeze(1))
+                grad_logits = probabilities.div_(row_sum)
+                grad_logits.scatter_add_(1, safe_target, torch.full_like(target_logit, -1)[:, None])
                 grad_logits.mul_(scored.unsqueeze(1))
-                grad_hidden[start : start + rows] = (grad_logits.to(weight.dtype) @ weight).to(
-                    hidden.dtype
-                )
+                if hidden.dtype == weight.dtype == torch.float32:
+                    torch.mm(grad_logits, weight, out=grad_hidden[start : start + rows])
+                else:
+                    grad_hidden[start : start + rows] = grad_logits.to(weight.dtype) @ weight
                 grad_weight.addmm_(grad_logits.t(), chunk.float())
                 if grad_bias is not None:
                     grad_bias += grad_logits.sum(0)

@@ -56,7 +56,7 @@ def run_eval_ppl(
     text_column: str | None = None,
     max_length: int | None = None,
     stride: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = 16,
     precision: str = "fp32",
     detokenize: bool | None = None,
     local_dir: str | None = None,

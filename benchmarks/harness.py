@@ -1,0 +1,121 @@
+"""What every benchmark shares: fresh processes, alternating runs, medians, peak memory.
+
+Each way of doing a task (llmkit's, or the plain Hugging Face one) runs in a fresh Python
+process, so each starts cold, pays its own imports, and its peak resident memory is its own.
+The two ways alternate (A B A B ...), so a slow moment of the machine hurts both alike. A
+benchmark module exposes `WAYS = {"llmkit": fn, "plain HF": fn}` whose functions return a dict
+with the measured `value` (and anything else worth showing); `compare` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+OUT = ROOT / "benchmarks" / "out"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def peak_memory_mib() -> float:
+    """This process's peak resident memory. (Not getrusage's ru_maxrss: a child process
+    inherits its parent's figure across fork and exec.)"""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Comparison:
+    name: str  # e.g. "pretrain-clm"
+    metric: str  # e.g. "tokens/s"
+    higher_is_better: bool
+    runs: dict[str, list[dict]] = field(default_factory=dict)
+
+    def values(self, way: str) -> list[float]:
+        return [run["value"] for run in self.runs[way]]
+
+    def median(self, way: str) -> float:
+        return statistics.median(self.values(way))
+
+    def ratios(self) -> list[float]:
+        """llmkit over plain, pairing the runs of each round (so min/max are real pairs)."""
+        pairs = zip(self.values("llmkit"), self.values("plain HF"), strict=True)
+        return [a / b for a, b in pairs]
+
+    def row(self) -> dict:
+        ratios = self.ratios()
+        return {
+            "benchmark": self.name,
+            "metric": self.metric,
+            "llmkit": self.median("llmkit"),
+            "plain HF": self.median("plain HF"),
+            "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+            "llmkit_peak_mib": max(r["peak_mib"] for r in self.runs["llmkit"]),
+            "plain_peak_mib": max(r["peak_mib"] for r in self.runs["plain HF"]),
+            "rounds": len(ratios),
+        }
+
+
+def run_way(module: str, way: str, options: dict) -> dict:
+    """One way, in a fresh process: `python -m benchmarks.<module> --way ... --options ...`."""
+    command = [sys.executable, "-m", f"benchmarks.{module}", "--way", way, "--options"]
+    result = subprocess.run(
+        [*command, json.dumps(options)], capture_output=True, text=True, cwd=ROOT, timeout=1800
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{module} {way} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare(
+    module: str,
+    name: str,
+    metric: str,
+    *,
+    higher_is_better: bool,
+    rounds: int,
+    options: dict,
+    ways: tuple[str, ...] = ("llmkit", "plain HF"),
+) -> Comparison:
+    comparison = Comparison(name, metric, higher_is_better, {way: [] for way in ways})
+    for round_ in range(rounds):
+        order = ways if round_ % 2 == 0 else tuple(reversed(ways))  # alternate who goes first
+        for way in order:
+            result = run_way(module, way, options)
+            comparison.runs[way].append(result)
+            print(
+                f"  {name} round {round_ + 1}: {way}: {result['value']:,.2f} {metric}", flush=True
+            )
+    return comparison
+
+
+def way_main(ways: dict[str, Callable[[dict], dict]]) -> None:
+    """Entry point of a benchmark module run as one way: prints one JSON line."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--way", required=True, choices=list(ways))
+    parser.add_argument("--options", default="{}")
+    args = parser.parse_args()
+    from llmkit.cli import quiet_libraries
+
+    quiet_libraries()
+    result = ways[args.way](json.loads(args.options))
+    result["peak_mib"] = peak_memory_mib()
+    print(json.dumps(result))
