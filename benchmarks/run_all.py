@@ -220,6 +220,7 @@ def main() -> None:
             )
             row.update(target=target_text, met=met, quality=("✓ " if ok else "✗ ") + how)
             rows.append(row)
+            save(results, rows, machine)  # what is measured is kept, whatever comes next
         if "scaling" in chosen:
             from benchmarks.scaling import curves
 
@@ -227,15 +228,20 @@ def main() -> None:
             results["scaling"] = curves(
                 paths["builtin"], paths["tokenizer-clm"], paths["model-clm"], str(wikitext_test())
             )
-    results["comparisons"] = rows
     results["minutes"] = (time.perf_counter() - started) / 60
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=2))
-    table = markdown(rows, machine)
-    (OUT / "results.md").write_text(table)
+    table = save(results, rows, machine)
     print()
     print(table)
     print(f"{results['minutes']:.1f} minutes; results in {OUT}/")
+
+
+def save(results: dict, rows: list[dict], machine: str) -> str:
+    """Write results.json and results.md; returns the Markdown table."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps({**results, "comparisons": rows}, indent=2))
+    table = markdown(rows, machine)
+    (OUT / "results.md").write_text(table)
+    return table
 
 
 if __name__ == "__main__":

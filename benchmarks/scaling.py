@@ -44,7 +44,8 @@ def clm_point(options: dict) -> dict:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LLMKIT_CACHE"] = f"{tmp}/cache"
-        summary = run_pretrain(load_recipe("gpt2-tiny", overrides), "clm", output_dir=Path(tmp))
+        recipe = load_recipe("gpt2-tiny", overrides)
+        summary = run_pretrain(recipe, "clm", output_dir=Path(tmp) / "run")
     return {"value": summary["tokens_per_second"], "parameters": summary["parameters"]}
 
 
@@ -86,14 +87,11 @@ def curves(corpus: str, tokenizer: str, model: str, text: str) -> dict:
 
 
 def plot(curves: dict, path: Path) -> None:
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("  (matplotlib is not installed: no plot; pip install llmkit[bench])")
-        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     panels = [
         ("model_size", "parameters", "pretrain-clm: model size (seq 128)", True),

@@ -358,6 +358,133 @@ def generate(
         print_json({**summary, "results": results})
 
 
+@app.command()
+@guarded
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Finished run directories to compare."),
+    output: Path = typer.Option(
+        None, "--output", help="Where plots and report.md go (default: report/ beside the runs)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Compare finished runs: the recipe keys that differ, final metrics, tokens/s and wall
+    time in one table; loss against steps and against tokens as PNG plots; report.md.
+
+    Example: [cyan]llmkit report runs/lr-sweep/* --output reports/lr[/]
+    """
+    from rich.table import Table
+
+    from llmkit.commands.report import run_report
+
+    summary = run_report(run_dirs, output)
+    table = Table(title=f"{summary['runs']} runs", title_justify="left")
+    for column in summary["header"]:
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in summary["rows"]:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    (err if as_json else out).print(table)
+    (err if as_json else out).print(f"report: {summary['report']}", highlight=False)
+    if as_json:
+        print_json(summary)
+
+
+@app.command()
+@guarded
+def sweep(
+    command: str = typer.Argument(..., help="pretrain-clm, pretrain-mlm or finetune."),
+    recipe: str = RecipeOption,
+    grid: list[str] = typer.Option(
+        ..., "--grid", help="KEY=V1,V2,...: one axis of the grid (repeatable)."
+    ),
+    overrides: list[str] = SetOption,
+    output_dir: Path = typer.Option(
+        None, "--output-dir", "-o", help="Sweep folder (default: runs/<recipe name>-sweep)."
+    ),
+    sample: int = typer.Option(
+        None, "--random", help="Run N points drawn from the grid instead of all of it."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for --random."),
+    print_only: bool = typer.Option(
+        False, "--print", help="Print one shell command per point instead of running them."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run a command over the cartesian product of --grid values, one run directory per
+    point, then compare them (llmkit report). A failed point is reported and the sweep goes
+    on; finished points are skipped, so re-running a sweep finishes what is left.
+
+    Example: [cyan]llmkit sweep pretrain-clm --recipe gpt2-tiny --grid train.lr=3e-4,1e-3
+    --grid model.layers=2,4[/]
+    """
+    from llmkit.commands.sweep import run_sweep, shell_lines
+    from llmkit.errors import RunFailed
+
+    options = dict(overrides=overrides or [], output_dir=output_dir, sample=sample, seed=seed)
+    if print_only:
+        for line in shell_lines(command, recipe, grid, **options):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
+    summary = run_sweep(command, recipe, grid, **options)
+    rows = {o["point"]: o["status"] for o in summary["outcomes"]}
+    print_table(f"sweep → {summary['sweep']}", rows, to_stderr=as_json)
+    if summary["report"]:
+        (err if as_json else out).print(f"report: {summary['report']['report']}")
+    if as_json:
+        print_json(summary)
+    if summary["failed"]:
+        raise RunFailed(
+            f"{len(summary['failed'])} of {summary['points']} points failed: "
+            + ", ".join(summary["failed"])
+        )
+
+
+recipes_app = typer.Typer(
+    help="The shipped recipes: list them, print one, copy one to start from.",
+    no_args_is_help=True,
+)
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.command("ls")
+@guarded
+def recipes_ls() -> None:
+    """List the shipped recipes and launch configs with what each is.
+
+    Example: [cyan]llmkit recipes ls[/]
+    """
+    from llmkit.commands.recipes import list_recipes
+
+    print_table("shipped recipes", list_recipes())
+
+
+@recipes_app.command("show")
+@guarded
+def recipes_show(name: str = typer.Argument(..., help="A name from `llmkit recipes ls`.")) -> None:
+    """Print a shipped recipe.
+
+    Example: [cyan]llmkit recipes show gpt2-small[/]
+    """
+    from llmkit.commands.recipes import recipe_file
+
+    out.print(recipe_file(name).read_text(encoding="utf-8"), end="", highlight=False, markup=False)
+
+
+@recipes_app.command("cp")
+@guarded
+def recipes_cp(
+    name: str = typer.Argument(..., help="A name from `llmkit recipes ls`."),
+    destination: Path = typer.Argument(..., help="A file path, or a folder to copy it into."),
+) -> None:
+    """Copy a shipped recipe to edit and run with --recipe PATH.
+
+    Example: [cyan]llmkit recipes cp gpt2-small my-gpt.yaml[/]
+    """
+    from llmkit.commands.recipes import copy_recipe
+
+    target = copy_recipe(name, destination)
+    out.print(f"{target}", highlight=False)
+
+
 def main() -> None:
     if not os.environ.get("LLMKIT_DEBUG"):
         quiet_libraries()

@@ -122,7 +122,13 @@ def save_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> None:
 
 
 def write_card(
-    run_dir: Path, *, title: str, what: str, recipe: Recipe, results: Mapping[str, Any]
+    run_dir: Path,
+    *,
+    command: str,
+    title: str,
+    what: str,
+    recipe: Recipe,
+    results: Mapping[str, Any],
 ) -> None:
     """The run's README.md: what it is, how it was made, on what, and what came out."""
     rows = "\n".join(f"| {key} | {value} |" for key, value in results.items())
@@ -136,7 +142,7 @@ def write_card(
 Made with llmkit {__version__}. Reproduce it with the recipe saved beside this file:
 
 ```
-llmkit <command> --recipe {run_dir / RECIPE_FILE}
+llmkit {command} --recipe {run_dir / RECIPE_FILE}
 ```
 
 Training data: {data}.

@@ -264,6 +264,7 @@ def run_finetune(
         kind = "regression" if task.is_regression else f"{task.num_labels} labels"
         write_card(
             run_dir,
+            command="finetune",
             title=f"{recipe.name}: glue/{task.name}",
             what=f"`{recipe.model.path}` {verb} on GLUE {task.folder} ({kind}) with llmkit. Load "
             f'it with `AutoModelForSequenceClassification.from_pretrained("{run_dir}")`.',

@@ -214,6 +214,7 @@ def write_pretraining_card(run_dir: Path, recipe: Recipe, objective: Objective, 
     kind = f"{metrics['model']} {OBJECTIVE_NAMES[objective]}"
     write_card(
         run_dir,
+        command=f"pretrain-{objective}",
         title=f"{recipe.name}: {kind}",
         what=f"A {metrics['parameters']:,}-parameter {kind}, "
         f"{start} with llmkit on `{data.train}`: {metrics['steps']} steps of "

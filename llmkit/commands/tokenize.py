@@ -78,6 +78,7 @@ def run_tokenize(
     save_tokenizer(tokenizer, run_dir)
     write_card(
         run_dir,
+        command="tokenize",
         title=f"Tokenizer: {recipe.name}",
         what=f"A tokenizer ({metrics['tokenizer']}; {metrics['vocab_size']:,} entries). "
         f'Load it with `AutoTokenizer.from_pretrained("{run_dir}")`.',

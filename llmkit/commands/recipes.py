@@ -1,0 +1,62 @@
+"""`llmkit recipes ls | show NAME | cp NAME DEST`: the shipped recipes, to read or start from.
+
+Recipes are the YAML files in the package's recipes/ folder; `accelerate/<name>` names a
+launch config or the SLURM template in recipes/accelerate/. Each file's first comment line
+says what it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from llmkit.errors import UserError, did_you_mean
+from llmkit.recipe import shipped_recipes_dir
+
+LAUNCH_FOLDER = "accelerate"
+
+
+def shipped_files() -> dict[str, Path]:
+    """name → file: `gpt2-tiny`, ..., then `accelerate/ddp`, ..., `accelerate/slurm.sbatch`."""
+    folder = shipped_recipes_dir()
+    files = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    for path in sorted((folder / LAUNCH_FOLDER).glob("*")):
+        name = path.stem if path.suffix == ".yaml" else path.name
+        files[f"{LAUNCH_FOLDER}/{name}"] = path
+    return files
+
+
+def description(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.lstrip("#").strip()
+        if line.startswith("#") and text and not text.startswith("!"):
+            return text
+    return ""
+
+
+def list_recipes() -> dict[str, str]:
+    return {name: description(path) for name, path in shipped_files().items()}
+
+
+def recipe_file(name: str) -> Path:
+    files = shipped_files()
+    key = name.removesuffix(".yaml")
+    if key not in files:
+        raise UserError(
+            f"no shipped recipe named '{name}'{did_you_mean(key, list(files))}",
+            "llmkit recipes ls lists them",
+        )
+    return files[key]
+
+
+def copy_recipe(name: str, destination: str | Path) -> Path:
+    """Copy a shipped recipe to `destination` (a file, or a folder to put it in)."""
+    source = recipe_file(name)
+    target = Path(destination)
+    if target.is_dir() or str(destination).endswith("/"):
+        target = target / source.name
+    if target.exists():
+        raise UserError(f"{target} already exists", "remove it or give another destination")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target

@@ -1,0 +1,211 @@
+"""Sweeps, reports and the shipped-recipe commands, on tiny CPU runs."""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import TINY_MODEL, set_args
+from matplotlib import colors
+from matplotlib import image as mpimg
+from typer.testing import CliRunner
+
+from llmkit.cli import app
+from llmkit.commands.pretrain import run_pretrain
+from llmkit.commands.recipes import copy_recipe, list_recipes, recipe_file
+from llmkit.commands.report import run_report
+from llmkit.commands.sweep import grid_points, parse_grid, run_sweep, shell_lines
+from llmkit.errors import UserError
+from llmkit.recipe import load_recipe
+
+GRID = ["train.lr=1e-3,3e-3", "model.layers=1,2"]
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]  # matplotlib's first five
+
+
+def tiny(trained_clm):
+    # The session's tokenizer spares each point a tokenizer training.
+    return [
+        *TINY_MODEL,
+        f"tokenizer.path={trained_clm}",
+        "train.max_steps=6",
+        "train.log_every=2",
+        "train.eval_every=3",
+    ]
+
+
+def pixels_of(image: np.ndarray, colour: str) -> int:
+    """How many pixels of a PNG are (nearly) exactly `colour`."""
+    rgb = np.array(colors.to_rgb(colour))
+    return int((np.abs(image[..., :3] - rgb).max(axis=-1) < 0.02).sum())
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, trained_clm):
+    folder = tmp_path_factory.mktemp("sweep")
+    summary = run_sweep(
+        "pretrain-clm", "gpt2-tiny", GRID, overrides=tiny(trained_clm), output_dir=folder
+    )
+    return folder, summary
+
+
+def test_a_two_by_two_sweep_makes_four_runs_and_a_report_of_the_varied_keys(swept):
+    folder, summary = swept
+    assert summary["ran"] == 4 and summary["failed"] == [] and summary["skipped"] == 0
+    names = sorted(p.name for p in folder.iterdir() if (p / "metrics.json").is_file())
+    assert names == [
+        "lr=1e-3__layers=1",
+        "lr=1e-3__layers=2",
+        "lr=3e-3__layers=1",
+        "lr=3e-3__layers=2",
+    ]
+    report = summary["report"]
+    assert report["varied"] == ["model.layers", "train.lr"]  # and nothing else differs
+    assert report["header"][:3] == ["run", "model.layers", "train.lr"]
+    assert {row[1] for row in report["rows"]} == {1, 2}
+    assert {row[2] for row in report["rows"]} == {1e-3, 3e-3}
+    assert "eval_loss" in report["header"] and "tokens_per_second" in report["header"]
+    assert (folder / "report" / "report.md").read_text().count("| lr=") == 4
+    card = (folder / names[0] / "README.md").read_text()  # the model card says how to redo it
+    assert f"llmkit pretrain-clm --recipe {folder / names[0] / 'recipe.yaml'}" in card
+
+
+@pytest.mark.parametrize("plot", ["loss_by_step.png", "loss_by_tokens.png"])
+def test_the_plots_are_images_with_one_line_per_run(swept, plot):
+    folder, _ = swept
+    image = mpimg.imread(folder / "report" / plot)  # fails unless it is a real PNG
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+    drawn = [pixels_of(image, colour) for colour in PALETTE]
+    assert all(count > 100 for count in drawn[:4]), drawn  # the four runs' colours
+    assert drawn[4] < 20, drawn  # no fifth line
+
+
+def test_a_rerun_sweep_skips_finished_points_and_runs_what_is_left(swept, trained_clm):
+    folder, _ = swept
+    (folder / "lr=3e-3__layers=2" / "metrics.json").unlink()  # as if killed before the end
+    summary = run_sweep(
+        "pretrain-clm",
+        "gpt2-tiny",
+        ["train.lr=1e-3,3e-3,5e-3", "model.layers=1,2"],
+        overrides=tiny(trained_clm),
+        output_dir=folder,
+        sample=None,
+    )
+    statuses = {o["point"]: o["status"] for o in summary["outcomes"]}
+    assert sum(s.startswith("skipped") for s in statuses.values()) == 3
+    assert statuses["lr=3e-3__layers=2"] == "ran"
+    assert statuses["lr=5e-3__layers=1"] == statuses["lr=5e-3__layers=2"] == "ran"
+    assert summary["report"]["runs"] == 6
+
+
+def test_a_failed_point_is_reported_and_the_sweep_goes_on(tmp_path, trained_clm):
+    # Positions shorter than the blocks: the second point fails when it builds its model.
+    summary = run_sweep(
+        "pretrain-clm",
+        "gpt2-tiny",
+        ["model.max_positions=64,16"],
+        overrides=[*tiny(trained_clm), "model.layers=1"],
+        output_dir=tmp_path,
+    )
+    assert summary["failed"] == ["max_positions=16"] and summary["ran"] == 1
+    failed = next(o for o in summary["outcomes"] if o["status"] == "failed")
+    assert failed["exit_code"] == 2
+    assert summary["report"]["runs"] == 1
+
+
+def test_print_gives_one_runnable_line_per_point(tmp_path, trained_clm):
+    lines = shell_lines("pretrain-clm", "gpt2-tiny", GRID, output_dir=tmp_path)
+    assert len(lines) == 4
+    first = shlex.split(lines[0])
+    assert first[:4] == ["llmkit", "pretrain-clm", "--recipe", "gpt2-tiny"]
+    assert "train.lr=1e-3" in first and "model.layers=1" in first
+    assert first[first.index("--output-dir") + 1] == str(tmp_path / "lr=1e-3__layers=1")
+    result = CliRunner().invoke(
+        app, ["sweep", "pretrain-clm", "-r", "gpt2-tiny", "--grid", GRID[0], "--print"]
+    )
+    assert result.exit_code == 0 and result.output.count("llmkit pretrain-clm") == 2
+
+
+def test_random_draws_distinct_points_of_the_grid_reproducibly():
+    grid = parse_grid(["a.b=1,2,3", "c.d=x,y,z"])
+    drawn = grid_points(grid, sample=4, seed=7)
+    assert len(drawn) == len(set(drawn)) == 4
+    assert drawn == grid_points(grid, sample=4, seed=7)
+    assert len(grid_points(grid)) == 9
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["train.lr"], "is not KEY=V1,V2"),
+        (["train.lr=1e-3", "train.lr=2e-3"], "names train.lr twice"),
+        ([], "at least one --grid"),
+    ],
+)
+def test_bad_grids_are_user_errors(specs, message):
+    with pytest.raises(UserError, match=message):
+        parse_grid(specs)
+
+
+def test_a_bad_key_stops_the_sweep_before_anything_runs(tmp_path):
+    with pytest.raises(UserError, match="train.lrr"):
+        run_sweep("pretrain-clm", "gpt2-tiny", ["train.lrr=1,2"], output_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_report_refuses_a_folder_that_is_not_a_finished_run(tmp_path):
+    with pytest.raises(UserError, match="not a finished llmkit run"):
+        run_report([tmp_path])
+
+
+def test_recipes_ls_show_and_a_copy_that_runs(tmp_path):
+    listed = list_recipes()
+    assert "gpt2-tiny" in listed and "accelerate/fsdp" in listed
+    assert listed["gpt2-tiny"].startswith("A tiny GPT-2")
+    assert yaml.safe_load(recipe_file("gpt2-tiny").read_text())["model"]["family"] == "gpt2"
+    copied = copy_recipe("gpt2-tiny", tmp_path)
+    assert copied == tmp_path / "gpt2-tiny.yaml"
+    with pytest.raises(UserError, match="already exists"):
+        copy_recipe("gpt2-tiny", tmp_path)
+    recipe = load_recipe(str(copied), [*TINY_MODEL, "train.max_steps=3", "train.eval_every=3"])
+    summary = run_pretrain(recipe, "clm", output_dir=tmp_path / "run")
+    assert summary["steps"] == 3
+    runner = CliRunner()
+    shown = runner.invoke(app, ["recipes", "show", "gpt2-tiny"])
+    assert shown.exit_code == 0 and "family: gpt2" in shown.output
+    missing = runner.invoke(app, ["recipes", "show", "gpt2-tiyn"])
+    assert missing.exit_code == 2 and "did you mean" in missing.output.lower()
+
+
+def test_every_command_help_shows_an_example():
+    runner = CliRunner()
+    commands = ["tokenize", "pretrain-clm", "pretrain-mlm", "finetune", "eval-ppl", "generate"]
+    for command in [*commands, "report", "sweep"]:
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output, command
+    assert "--install-completion" in runner.invoke(app, ["--help"]).output
+
+
+def test_cli_sweep_exits_1_when_a_point_failed(tmp_path, trained_clm):
+    args = ["sweep", "pretrain-clm", "-r", "gpt2-tiny", "-o", str(tmp_path)]
+    args += ["--grid", "model.max_positions=16"]
+    args += set_args([*tiny(trained_clm), "model.layers=1"])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "1 of 1 points failed" in result.output
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="examples/sweep.sh uses jq")
+def test_the_shell_sweep_example_runs_and_reports(tmp_path):
+    script = Path(__file__).resolve().parents[2] / "examples" / "sweep.sh"
+    env = {**os.environ, "STEPS": "4", "OUT": str(tmp_path / "sweep")}
+    result = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (tmp_path / "sweep" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 4 and all(json.loads(row)["steps"] == 4 for row in rows)
+    assert (tmp_path / "sweep" / "report" / "loss_by_step.png").is_file()
