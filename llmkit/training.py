@@ -187,6 +187,16 @@ class CheckpointSafeTrainer(Trainer):
     checkpoints rotated out (so a kill never leaves fewer good checkpoints than before).
     """
 
+    def floating_point_ops(self, inputs) -> int:
+        # Trainer's estimate for `total_flos` (6 × tokens × non-embedding parameters) counts
+        # the parameters again at every step, by walking every module; once is enough.
+        if not hasattr(self, "_counted_parameters"):
+            count = getattr(self.model, "num_parameters", None)
+            self._counted_parameters = count(exclude_embeddings=True) if count else 0
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        tokens = inputs[main_input].numel() if main_input in inputs else 0
+        return 6 * tokens * self._counted_parameters
+
     def _save_checkpoint(self, model, trial) -> None:
         run_dir = Path(self.args.output_dir)
         self.args.output_dir = str(run_dir / STAGING_DIR)

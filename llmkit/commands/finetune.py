@@ -17,10 +17,10 @@ import numpy as np
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
-    DataCollatorWithPadding,
     EvalPrediction,
 )
 
+from llmkit.data.collators import DynamicPaddingCollator
 from llmkit.errors import UserError
 from llmkit.fast_path import prepare_for_training
 from llmkit.metrics import glue_metric
@@ -193,7 +193,7 @@ def run_finetune(
         args,
         train_dataset=encoded_train,
         eval_dataset=first_dev,
-        collator=DataCollatorWithPadding(tokenizer),
+        collator=DynamicPaddingCollator(tokenizer),
         tokenizer=tokenizer,
         compute_metrics=metric_function(task),
         preprocess_logits_for_metrics=predictions_of,

@@ -107,3 +107,24 @@ def test_sentence_pairs_for_next_sentence_prediction(texts, wordpiece):
             a_bytes = np.asarray(a, dtype=np.int32).tobytes()
             b_bytes = np.asarray(b, dtype=np.int32).tobytes()
             assert not any(a_bytes in doc and b_bytes in doc for doc in documents)
+
+
+def test_dynamic_padding_equals_transformers_padding_collator(trained_mlm):
+    from transformers import DataCollatorWithPadding
+
+    from llmkit.data.collators import DynamicPaddingCollator
+    from llmkit.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(trained_mlm)
+    pairs = [("a short one", "and its pair"), ("a much longer first sentence here", "b"), ("x", "")]
+    features = []
+    for label, (first, second) in enumerate(pairs):
+        encoded = tokenizer(first, second or None)
+        features.append({**encoded, "labels": label})
+    expected = DataCollatorWithPadding(tokenizer)([dict(f) for f in features])
+    padded = DynamicPaddingCollator(tokenizer)(features)
+    assert padded.keys() == expected.keys()
+    for key in padded:
+        assert torch.equal(padded[key], expected[key]), key
+    scores = [{**f, "labels": float(i) / 3} for i, f in enumerate(features)]  # regression
+    assert DynamicPaddingCollator(tokenizer)(scores)["labels"].dtype == torch.float32
