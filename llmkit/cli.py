@@ -416,15 +416,15 @@ def sweep(
     Example: [cyan]llmkit sweep pretrain-clm --recipe gpt2-tiny --grid train.lr=3e-4,1e-3
     --grid model.layers=2,4[/]
     """
-    from llmkit.commands.sweep import run_sweep, shell_lines
+    from llmkit.commands.sweep import Sweep, run_sweep, shell_lines
     from llmkit.errors import RunFailed
 
-    options = dict(overrides=overrides or [], output_dir=output_dir, sample=sample, seed=seed)
+    spec = Sweep(command, recipe, tuple(grid), tuple(overrides or ()), output_dir, sample, seed)
     if print_only:
-        for line in shell_lines(command, recipe, grid, **options):
+        for line in shell_lines(spec):
             out.print(line, highlight=False, markup=False, soft_wrap=True)
         return
-    summary = run_sweep(command, recipe, grid, **options)
+    summary = run_sweep(spec)
     rows = {o["point"]: o["status"] for o in summary["outcomes"]}
     print_table(f"sweep → {summary['sweep']}", rows, to_stderr=as_json)
     if summary["report"]:

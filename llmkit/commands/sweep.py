@@ -77,57 +77,48 @@ def grid_points(
     return [every[i] for i in chosen]
 
 
-def command_line(
-    command: str, recipe: str, overrides: list[str], point: Point, run_dir: Path
-) -> list[str]:
-    line = ["llmkit", command, "--recipe", recipe]
-    for override in [*overrides, *point.overrides]:
-        line += ["--set", override]
-    return [*line, "--output-dir", str(run_dir), "--json"]
+@dataclass(frozen=True)
+class Sweep:
+    """What `llmkit sweep` was asked: a command, a recipe, the grid and the shared overrides."""
+
+    command: str  # pretrain-clm, pretrain-mlm or finetune
+    recipe: str
+    grid: tuple[str, ...]  # "KEY=V1,V2" specs, one per axis
+    overrides: tuple[str, ...] = ()  # --set, the same for every point
+    output_dir: str | Path | None = None  # the sweep folder (default runs/<name>-sweep)
+    sample: int | None = None  # --random N
+    seed: int = 0
+
+    def plan(self) -> tuple[Path, list[tuple[Point, Path]]]:
+        """(sweep folder, [(point, run dir)]), every point's recipe checked before any runs."""
+        if self.command not in SWEEP_COMMANDS:
+            raise UserError(
+                f"sweep runs one of {', '.join(SWEEP_COMMANDS)}, not '{self.command}'",
+                "e.g. llmkit sweep pretrain-clm --recipe gpt2-tiny --grid train.lr=1e-4,3e-4",
+            )
+        points = grid_points(parse_grid(list(self.grid)), self.sample, self.seed)
+        name = None
+        for point in points:  # a typo or a bad value fails here, before hours of training
+            name = load_recipe(self.recipe, [*self.overrides, *point.overrides]).name
+        folder = Path(self.output_dir) if self.output_dir else Path("runs") / f"{name}-sweep"
+        return folder, [(point, folder / point.name) for point in points]
+
+    def command_line(self, point: Point, run_dir: Path) -> list[str]:
+        line = ["llmkit", self.command, "--recipe", self.recipe]
+        for override in [*self.overrides, *point.overrides]:
+            line += ["--set", override]
+        return [*line, "--output-dir", str(run_dir), "--json"]
 
 
-def plan_sweep(
-    command: str,
-    recipe: str,
-    grid_specs: list[str],
-    overrides: list[str],
-    output_dir: str | Path | None,
-    sample: int | None,
-    seed: int,
-) -> tuple[Path, list[tuple[Point, Path]]]:
-    """(sweep folder, [(point, run dir)]), every point's recipe checked before any runs."""
-    if command not in SWEEP_COMMANDS:
-        raise UserError(
-            f"sweep runs one of {', '.join(SWEEP_COMMANDS)}, not '{command}'",
-            "e.g. llmkit sweep pretrain-clm --recipe gpt2-tiny --grid train.lr=1e-4,3e-4",
-        )
-    points = grid_points(parse_grid(grid_specs), sample, seed)
-    name = None
-    for point in points:  # a typo or a bad value fails here, before hours of training
-        name = load_recipe(recipe, [*overrides, *point.overrides]).name
-    folder = Path(output_dir) if output_dir else Path("runs") / f"{name}-sweep"
-    return folder, [(point, folder / point.name) for point in points]
-
-
-def run_sweep(
-    command: str,
-    recipe: str,
-    grid_specs: list[str],
-    *,
-    overrides: list[str] = (),
-    output_dir: str | Path | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    folder, plan = plan_sweep(
-        command, recipe, grid_specs, list(overrides), output_dir, sample, seed
-    )
+def run_sweep(sweep: Sweep) -> dict[str, Any]:
+    """Run every point not finished yet, then report the finished ones."""
+    folder, plan = sweep.plan()
     outcomes: list[dict[str, Any]] = []
     for point, run_dir in plan:
         if is_finished_run(run_dir):
             outcomes.append({"point": point.name, "status": "skipped (finished)"})
             continue
-        line = command_line(command, recipe, list(overrides), point, run_dir)
+        line = sweep.command_line(point, run_dir)
         if run_dir.exists():
             line.insert(-1, "--resume")  # an unfinished point continues from its checkpoint
             line.insert(-1, "auto")
@@ -160,19 +151,7 @@ def run_sweep(
     }
 
 
-def shell_lines(
-    command: str,
-    recipe: str,
-    grid_specs: list[str],
-    *,
-    overrides: list[str] = (),
-    output_dir: str | Path | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-) -> list[str]:
+def shell_lines(sweep: Sweep) -> list[str]:
     """The sweep as shell command lines, one per point (for a scheduler)."""
-    _, plan = plan_sweep(command, recipe, grid_specs, list(overrides), output_dir, sample, seed)
-    return [
-        shlex.join(command_line(command, recipe, list(overrides), point, run_dir))
-        for point, run_dir in plan
-    ]
+    _, plan = sweep.plan()
+    return [shlex.join(sweep.command_line(point, run_dir)) for point, run_dir in plan]

@@ -19,7 +19,7 @@ from llmkit.cli import app
 from llmkit.commands.pretrain import run_pretrain
 from llmkit.commands.recipes import copy_recipe, list_recipes, recipe_file
 from llmkit.commands.report import run_report
-from llmkit.commands.sweep import grid_points, parse_grid, run_sweep, shell_lines
+from llmkit.commands.sweep import Sweep, grid_points, parse_grid, run_sweep, shell_lines
 from llmkit.errors import UserError
 from llmkit.recipe import load_recipe
 
@@ -48,7 +48,7 @@ def pixels_of(image: np.ndarray, colour: str) -> int:
 def swept(tmp_path_factory, trained_clm):
     folder = tmp_path_factory.mktemp("sweep")
     summary = run_sweep(
-        "pretrain-clm", "gpt2-tiny", GRID, overrides=tiny(trained_clm), output_dir=folder
+        Sweep("pretrain-clm", "gpt2-tiny", tuple(GRID), tuple(tiny(trained_clm)), folder)
     )
     return folder, summary
 
@@ -87,14 +87,8 @@ def test_the_plots_are_images_with_one_line_per_run(swept, plot):
 def test_a_rerun_sweep_skips_finished_points_and_runs_what_is_left(swept, trained_clm):
     folder, _ = swept
     (folder / "lr=3e-3__layers=2" / "metrics.json").unlink()  # as if killed before the end
-    summary = run_sweep(
-        "pretrain-clm",
-        "gpt2-tiny",
-        ["train.lr=1e-3,3e-3,5e-3", "model.layers=1,2"],
-        overrides=tiny(trained_clm),
-        output_dir=folder,
-        sample=None,
-    )
+    grid = ("train.lr=1e-3,3e-3,5e-3", "model.layers=1,2")
+    summary = run_sweep(Sweep("pretrain-clm", "gpt2-tiny", grid, tuple(tiny(trained_clm)), folder))
     statuses = {o["point"]: o["status"] for o in summary["outcomes"]}
     assert sum(s.startswith("skipped") for s in statuses.values()) == 3
     assert statuses["lr=3e-3__layers=2"] == "ran"
@@ -104,12 +98,9 @@ def test_a_rerun_sweep_skips_finished_points_and_runs_what_is_left(swept, traine
 
 def test_a_failed_point_is_reported_and_the_sweep_goes_on(tmp_path, trained_clm):
     # Positions shorter than the blocks: the second point fails when it builds its model.
+    overrides = (*tiny(trained_clm), "model.layers=1")
     summary = run_sweep(
-        "pretrain-clm",
-        "gpt2-tiny",
-        ["model.max_positions=64,16"],
-        overrides=[*tiny(trained_clm), "model.layers=1"],
-        output_dir=tmp_path,
+        Sweep("pretrain-clm", "gpt2-tiny", ("model.max_positions=64,16",), overrides, tmp_path)
     )
     assert summary["failed"] == ["max_positions=16"] and summary["ran"] == 1
     failed = next(o for o in summary["outcomes"] if o["status"] == "failed")
@@ -118,7 +109,7 @@ def test_a_failed_point_is_reported_and_the_sweep_goes_on(tmp_path, trained_clm)
 
 
 def test_print_gives_one_runnable_line_per_point(tmp_path, trained_clm):
-    lines = shell_lines("pretrain-clm", "gpt2-tiny", GRID, output_dir=tmp_path)
+    lines = shell_lines(Sweep("pretrain-clm", "gpt2-tiny", tuple(GRID), output_dir=tmp_path))
     assert len(lines) == 4
     first = shlex.split(lines[0])
     assert first[:4] == ["llmkit", "pretrain-clm", "--recipe", "gpt2-tiny"]
@@ -153,7 +144,7 @@ def test_bad_grids_are_user_errors(specs, message):
 
 def test_a_bad_key_stops_the_sweep_before_anything_runs(tmp_path):
     with pytest.raises(UserError, match="train.lrr"):
-        run_sweep("pretrain-clm", "gpt2-tiny", ["train.lrr=1,2"], output_dir=tmp_path)
+        run_sweep(Sweep("pretrain-clm", "gpt2-tiny", ("train.lrr=1,2",), output_dir=tmp_path))
     assert not any(tmp_path.iterdir())
 
 
