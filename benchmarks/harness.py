@@ -42,7 +42,6 @@ def peak_memory_mib() -> float:
 class Comparison:
     name: str  # e.g. "pretrain-clm"
     metric: str  # e.g. "tokens/s"
-    higher_is_better: bool
     runs: dict[str, list[dict]] = field(default_factory=dict)
 
     def values(self, way: str) -> list[float]:
@@ -88,12 +87,11 @@ def compare(
     name: str,
     metric: str,
     *,
-    higher_is_better: bool,
     rounds: int,
     options: dict,
     ways: tuple[str, ...] = ("llmkit", "plain HF"),
 ) -> Comparison:
-    comparison = Comparison(name, metric, higher_is_better, {way: [] for way in ways})
+    comparison = Comparison(name, metric, {way: [] for way in ways})
     for round_ in range(rounds):
         order = ways if round_ % 2 == 0 else tuple(reversed(ways))  # alternate who goes first
         for way in order:

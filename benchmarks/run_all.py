@@ -212,9 +212,7 @@ def main() -> None:
             module, metric, higher, target, target_text = BENCHMARKS[name]
             options, rounds = options_for(name, paths, args.quick)
             print(f"{name}:", flush=True)
-            comparison = compare(
-                module, name, metric, higher_is_better=higher, rounds=rounds, options=options
-            )
+            comparison = compare(module, name, metric, rounds=rounds, options=options)
             row = comparison.row()
             ok, how = quality(name, comparison)
             met = (

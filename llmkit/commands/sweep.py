@@ -103,11 +103,13 @@ class Sweep:
         folder = Path(self.output_dir) if self.output_dir else Path("runs") / f"{name}-sweep"
         return folder, [(point, folder / point.name) for point in points]
 
-    def command_line(self, point: Point, run_dir: Path) -> list[str]:
+    def command_line(self, point: Point, run_dir: Path, *, resume: bool = False) -> list[str]:
         line = ["llmkit", self.command, "--recipe", self.recipe]
         for override in [*self.overrides, *point.overrides]:
             line += ["--set", override]
-        return [*line, "--output-dir", str(run_dir), "--json"]
+        line += ["--output-dir", str(run_dir)]
+        # An unfinished point continues from its newest checkpoint (or starts again).
+        return [*line, "--resume", "auto", "--json"] if resume else [*line, "--json"]
 
 
 def run_sweep(sweep: Sweep) -> dict[str, Any]:
@@ -118,10 +120,7 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
         if is_finished_run(run_dir):
             outcomes.append({"point": point.name, "status": "skipped (finished)"})
             continue
-        line = sweep.command_line(point, run_dir)
-        if run_dir.exists():
-            line.insert(-1, "--resume")  # an unfinished point continues from its checkpoint
-            line.insert(-1, "auto")
+        line = sweep.command_line(point, run_dir, resume=run_dir.exists())
         # The point's progress goes to the terminal (stderr); its JSON summary is collected.
         finished = subprocess.run(
             [sys.executable, "-m", "llmkit", *line[1:]], stdout=subprocess.PIPE, text=True
