@@ -214,6 +214,21 @@ def load_model(
         raise UserError(f"cannot load the model in {path}: {e}") from e
 
 
+def load_with_head(path: str, auto_class, *, trust_remote_code: bool = False, **config_changes):
+    """A checkpoint loaded with a task head (`AutoModelForQuestionAnswering`, ...); the head is
+    new when the checkpoint was saved without one. `config_changes` set label names etc."""
+    folder = require_model_dir(path, "model.path")
+    options = checkpoint_options(folder, trust_remote_code=trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(
+            folder, trust_remote_code=trust_remote_code, **config_changes
+        )
+        return auto_class.from_pretrained(folder, config=config, **options)
+    except (OSError, ValueError, KeyError) as e:
+        head = auto_class.__name__.removeprefix("AutoModelFor")
+        raise UserError(f"cannot load {path} with a {head} head: {e}") from e
+
+
 def check_model_fits(config: PretrainedConfig, tokens: int, seq_len: int) -> None:
     """The model must hold every token id and every position that training will use."""
     if config.vocab_size < tokens:

@@ -25,6 +25,7 @@ from rich.progress import Progress
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    Seq2SeqTrainer,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -97,11 +98,15 @@ def training_arguments(
     evaluate: bool,
     evaluate_first: bool = True,
     group_by_length: bool = False,
+    arguments_class: type[TrainingArguments] | None = None,
+    **extra,
 ) -> TrainingArguments:
+    """`extra`: fields of `arguments_class` beyond TrainingArguments' (Seq2SeqTrainingArguments'
+    generation settings)."""
     fast = resolve_fast_path(train)
     check_reporters(train.report_to)
     note_sharding_fallback()
-    return TrainingArguments(
+    return (arguments_class or TrainingArguments)(
         output_dir=str(run_dir),
         seed=seed,
         per_device_train_batch_size=train.batch_size,
@@ -142,6 +147,7 @@ def training_arguments(
         dataloader_pin_memory=torch.cuda.is_available(),
         # Where there is nothing else, say so: transformers refuses bf16 on a CPU otherwise.
         use_cpu=not has_accelerator(),
+        **extra,
     )
 
 
@@ -217,6 +223,10 @@ class CheckpointSafeTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
 
+class CheckpointSafeSeq2SeqTrainer(CheckpointSafeTrainer, Seq2SeqTrainer):
+    """The same checkpoints, for encoder-decoder models whose evaluation generates text."""
+
+
 class RichProgress(TrainerCallback):
     """A progress bar and one line per log on the main process (instead of tqdm and dicts)."""
 
@@ -273,10 +283,12 @@ def build_trainer(
     compute_metrics,
     preprocess_logits_for_metrics,
     callbacks: list[TrainerCallback] | tuple = (),
+    generates: bool = False,
 ) -> Trainer:
     """A Trainer with llmkit's progress display. Metrics are computed from what
     `preprocess_logits_for_metrics` keeps of each batch, so logits are never accumulated."""
-    trainer = CheckpointSafeTrainer(
+    trainer_class = CheckpointSafeSeq2SeqTrainer if generates else CheckpointSafeTrainer
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_dataset,

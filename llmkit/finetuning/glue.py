@@ -1,0 +1,182 @@
+"""GLUE: sequence classification (or regression, STS-B) with GLUE's official metrics, dev
+predictions, and test predictions in GLUE's submission format.
+
+Fast by default: examples are tokenized once without padding, batched with dynamic padding
+and grouped by length, truncated to the model's positions, and evaluation keeps only each
+batch's predicted labels (never the logits).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from transformers import AutoModelForSequenceClassification, EvalPrediction, Trainer
+
+from llmkit.data.collators import DynamicPaddingCollator
+from llmkit.errors import UserError
+from llmkit.finetuning import PreparedTask, limit, model_and_tokenizer
+from llmkit.metrics import glue_metric
+from llmkit.recipe import Recipe, TaskConfig
+from llmkit.rundir import write_atomic
+from llmkit.tasks.glue import GlueTask, glue_task, load_split
+
+
+def tokenize_split(dataset, task: GlueTask, tokenizer, max_length: int) -> datasets.Dataset:
+    """Token ids without padding (the collator pads each batch to its own longest example)."""
+
+    def encode(batch):
+        texts = [batch[field] for field in task.fields]
+        return tokenizer(*texts, truncation=True, max_length=max_length)
+
+    encoded = dataset.map(encode, batched=True, remove_columns=list(task.fields), desc="tokenize")
+    return encoded.rename_column("label", "labels")
+
+
+def predictions_of(logits, labels):
+    """Keep the predicted label (or score) of each example, not its logits."""
+    if logits.shape[-1] == 1:
+        return logits[..., 0].float()
+    return logits.argmax(-1)
+
+
+def metric_function(task: GlueTask):
+    metric = glue_metric(task.name)
+
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        return metric.compute(predictions=prediction.predictions, references=prediction.label_ids)
+
+    return compute
+
+
+def label_text(task: GlueTask, value) -> str:
+    if task.is_regression:
+        return f"{float(value):.3f}"
+    return task.labels[int(value)]
+
+
+def submission_text(task: GlueTask, value) -> str:
+    # GLUE's server wants label names for the entailment tasks, ids or scores elsewhere.
+    if task.name in ("mnli", "qnli", "rte"):
+        return task.labels[int(value)]
+    return f"{float(value):.3f}" if task.is_regression else str(int(value))
+
+
+def load_task_splits(task: GlueTask, spec: TaskConfig, *, eval_only: bool):
+    """(train or None, {validation split: data}, {test split: data}), limited as asked."""
+    # Once the user points at local files, a split without one is absent, not fetched.
+    local = any((spec.data_dir, spec.train_file, spec.validation_file, spec.test_file))
+
+    def load(split: str, file: str | None):
+        return load_split(task, split, data_dir=spec.data_dir, file=file, local_only=local)
+
+    train = None if eval_only else limit(load("train", spec.train_file), spec.max_train_examples)
+    validation = {split: load(split, spec.validation_file) for split in task.validation_splits}
+    validation = {
+        split: limit(data, spec.max_eval_examples)
+        for split, data in validation.items()
+        if data is not None
+    }
+    if not validation:
+        raise UserError(f"glue/{task.name} has no validation (dev) split here")
+    test = {split: load(split, spec.test_file) for split in task.test_splits}
+    return train, validation, {split: data for split, data in test.items() if data is not None}
+
+
+def prepare_glue(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
+    task = glue_task(recipe.task.name)
+    train, validation, test = load_task_splits(task, recipe.task, eval_only=eval_only)
+    labels = task.labels or ("score",)
+    model, tokenizer, max_length = model_and_tokenizer(
+        recipe,
+        AutoModelForSequenceClassification,
+        num_labels=task.num_labels,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        problem_type="regression" if task.is_regression else "single_label_classification",
+    )
+    encoded_dev = {
+        split: tokenize_split(d, task, tokenizer, max_length) for split, d in validation.items()
+    }
+    encoded_test = {
+        split: tokenize_split(d, task, tokenizer, max_length).remove_columns("labels")
+        for split, d in test.items()
+    }
+
+    def evaluate(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        for split, encoded in encoded_dev.items():
+            prefix = (
+                "eval" if len(encoded_dev) == 1 else f"eval_{split.removeprefix('validation_')}"
+            )
+            output = trainer.predict(encoded, metric_key_prefix=prefix)
+            metrics.update(
+                {
+                    k: v
+                    for k, v in output.metrics.items()
+                    if not k.endswith(("_runtime", "_per_second"))
+                }
+            )
+            metrics[f"{prefix}_examples"] = len(encoded)
+            if not task.is_regression:
+                majority = Counter(validation[split]["label"]).most_common(1)[0][1] / len(encoded)
+                metrics[f"{prefix}_majority_accuracy"] = majority
+            if trainer.is_world_process_zero():
+                _write_predictions(
+                    run_dir / f"{split.replace('validation', 'dev')}_predictions.tsv",
+                    task,
+                    validation[split],
+                    output.predictions,
+                )
+        for split, encoded in encoded_test.items():
+            output = trainer.predict(encoded)
+            if trainer.is_world_process_zero():
+                _write_submission(
+                    run_dir / "test_predictions" / _submission_file(task, split),
+                    task,
+                    output.predictions,
+                )
+        return metrics
+
+    kind = "regression" if task.is_regression else f"{task.num_labels} labels"
+    return PreparedTask(
+        name=f"glue/{task.name}",
+        model=model,
+        tokenizer=tokenizer,
+        train=tokenize_split(train, task, tokenizer, max_length) if train is not None else None,
+        evaluation=next(iter(encoded_dev.values())),
+        collator=DynamicPaddingCollator(tokenizer),
+        evaluate=evaluate,
+        description=f"GLUE {task.folder} ({kind})",
+        loads_with="AutoModelForSequenceClassification",
+        main_metric=f"eval_{task.main_metric}"
+        if len(encoded_dev) == 1
+        else f"eval_matched_{task.main_metric}",
+        compute_metrics=metric_function(task),
+        preprocess_logits_for_metrics=predictions_of,
+    )
+
+
+def _submission_file(task: GlueTask, split: str) -> str:
+    suffix = {"test_matched": "-m", "test_mismatched": "-mm"}.get(split, "")
+    return f"{task.submission_name}{suffix}.tsv"
+
+
+def _write_predictions(path: Path, task: GlueTask, split: datasets.Dataset, predictions) -> None:
+    predictions = np.asarray(predictions)
+    lines = ["index\tprediction\tlabel"]
+    for index, predicted, label in zip(split["idx"], predictions, split["label"], strict=True):
+        lines.append(f"{index}\t{label_text(task, predicted)}\t{label_text(task, label)}")
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def _write_submission(path: Path, task: GlueTask, predictions) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["index\tprediction"] + [
+        f"{index}\t{submission_text(task, value)}"
+        for index, value in enumerate(np.asarray(predictions))
+    ]
+    write_atomic(path, "\n".join(lines) + "\n")
