@@ -360,6 +360,42 @@ def generate(
 
 @app.command()
 @guarded
+def answer(
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="A fine-tuned extractive QA model (finetune qa/squad)."
+    ),
+    question: str = typer.Option(..., "--question", "-q", help="The question."),
+    context: str = typer.Option(None, "--context", "-c", help="The text holding the answer."),
+    context_file: Path = typer.Option(None, "--context-file", help="Read the context from a file."),
+    top_k: int = typer.Option(1, "--top-k", help="Show the k best answers."),
+    max_answer_tokens: int = typer.Option(
+        30, "--max-answer-tokens", help="Longest answer span considered."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Answer a question with a span of the context (extractive QA).
+
+    Example: [cyan]llmkit answer -m runs/qa-squad -q "Who wrote it?" --context-file doc.txt[/]
+    """
+    from llmkit.commands.answer import read_context, run_answer
+
+    summary = run_answer(
+        str(model),
+        question,
+        read_context(context, context_file),
+        top_k=top_k,
+        max_answer_tokens=max_answer_tokens,
+    )
+    answers = summary.pop("answers")
+    if is_main_process():
+        for found in answers:
+            out.print(f"{found['answer']}  [dim](score {found['score']:.2f})[/]", highlight=False)
+    if as_json:
+        print_json({**summary, "answers": answers})
+
+
+@app.command()
+@guarded
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="Finished run directories to compare."),
     output: Path = typer.Option(

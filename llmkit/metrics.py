@@ -1,4 +1,5 @@
-"""Evaluation metrics: language-model pretraining, and GLUE's official task metrics.
+"""Evaluation metrics: language-model pretraining, and the official metrics of the fine-tuning
+tasks (GLUE, SQuAD, CoNLL NER via seqeval, ROUGE and BLEU), computed locally.
 
 Evaluation never keeps logits: `summarize_predictions` turns each batch's logits into four
 numbers per row (summed NLL, correct predictions, predicted tokens, and the NSP guess), and
@@ -9,6 +10,9 @@ tokens — for MLM over the masked tokens only, so an NSP loss never leaks into 
 from __future__ import annotations
 
 import math
+import re
+import string
+from collections import Counter
 
 import datasets
 import evaluate
@@ -95,3 +99,55 @@ class GlueMetric(evaluate.Metric):
 
 def glue_metric(task: str) -> GlueMetric:
     return GlueMetric(config_name=task, keep_in_memory=True)
+
+
+def normalize_squad_answer(text: str) -> str:
+    """SQuAD v1.1's normalisation: lower case, no punctuation, no articles (a, an, the),
+    single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+_PUNCTUATION = set(string.punctuation)
+
+
+def squad_token_f1(prediction: str, truth: str) -> float:
+    predicted = normalize_squad_answer(prediction).split()
+    expected = normalize_squad_answer(truth).split()
+    common = Counter(predicted) & Counter(expected)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+class SquadMetric(evaluate.Metric):
+    """SQuAD v1.1's official exact match and F1 (evaluate-v1.1.py): each prediction scored
+    against its best-matching reference answer, averaged, as percentages."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="SQuAD v1.1 exact match and token F1 after normalisation.",
+            citation="Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension "
+            "of Text, 2016.",
+            inputs_description="predictions: answer texts; references: lists of answer texts",
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.Sequence(datasets.Value("string")),
+                }
+            ),
+        )
+
+    def _compute(self, predictions, references) -> dict[str, float]:
+        exact = f1 = 0.0
+        for predicted, truths in zip(predictions, references, strict=True):
+            exact += max(
+                float(normalize_squad_answer(predicted) == normalize_squad_answer(t))
+                for t in truths
+            )
+            f1 += max(squad_token_f1(predicted, t) for t in truths)
+        count = len(predictions)
+        return {"exact_match": 100 * exact / count, "f1": 100 * f1 / count}

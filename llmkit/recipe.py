@@ -85,14 +85,21 @@ class ObjectiveConfig(Section):  # masked-LM commands only
 
 
 class TaskConfig(Section):  # finetune only
-    name: str | None = None  # glue/cola, glue/sst2, glue/mrpc, glue/qqp, glue/stsb, ...
-    data_dir: str | None = None  # standard GLUE layout: train.tsv, dev.tsv, test.tsv
+    # glue/<task> (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), qa/squad, ner/conll,
+    # seq2seq/summarization, seq2seq/translation
+    name: str | None = None
+    # a local copy: the standard GLUE layout (train.tsv, dev.tsv, test.tsv), SQuAD's
+    # (train-v1.1.json, dev-v1.1.json), CoNLL's (train.txt, valid.txt, test.txt)
+    data_dir: str | None = None
     train_file: str | None = None  # or one file per split
     validation_file: str | None = None
     test_file: str | None = None
     max_length: int | None = Field(None, ge=8)  # truncation (default: the model's positions)
     max_train_examples: int | None = Field(None, ge=1)  # the first N (quick runs)
     max_eval_examples: int | None = Field(None, ge=1)
+    # qa/squad
+    doc_stride: int = Field(128, ge=1)  # context tokens shared by neighbouring windows
+    max_answer_tokens: int = Field(30, ge=1)  # longest answer span considered
 
 
 class TrainConfig(Section):

@@ -85,7 +85,7 @@ def run_finetune(
     if task.train is not None:
         result = train_guarded(trainer, resume_from)
         metrics.update(
-            train_examples=len(task.train),
+            train_examples=task.train_examples or len(task.train),
             steps=trainer.state.global_step,
             train_loss=result.training_loss,
             train_runtime_s=result.metrics.get("train_runtime", 0.0),

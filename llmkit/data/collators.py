@@ -156,6 +156,10 @@ class DynamicPaddingCollator:
             if key in ("label", "labels", "label_ids"):
                 batch["labels"] = torch.tensor([f[key] for f in features])
                 continue
+            if not isinstance(features[0][key], (list, tuple, np.ndarray)):
+                # one value per example (QA's start/end positions): nothing to pad
+                batch[key] = torch.tensor([f[key] for f in features])
+                continue
             padded = np.full((len(features), length), self.pad_values.get(key, 0), np.int64)
             for row, feature in enumerate(features):
                 values = feature[key]

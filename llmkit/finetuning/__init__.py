@@ -43,6 +43,7 @@ class PreparedTask:
     group_by_length: bool = True  # variable-length examples: batch similar lengths together
     generates: bool = False  # evaluation decodes text (encoder-decoder): a Seq2SeqTrainer
     generation: dict[str, Any] = field(default_factory=dict)  # Seq2SeqTrainingArguments
+    train_examples: int | None = None  # when `train` holds more rows than examples (QA windows)
 
 
 def task_names() -> list[str]:

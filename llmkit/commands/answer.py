@@ -1,0 +1,101 @@
+"""`llmkit answer`: extract the answer to a question from a context with a fine-tuned
+extractive QA model (e.g. one from `llmkit finetune --recipe qa-squad`).
+
+Long contexts are cut into overlapping windows exactly as in fine-tuning and evaluation,
+and the best span over all windows wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+from llmkit.data.collators import DynamicPaddingCollator
+from llmkit.errors import UserError
+from llmkit.models import checkpoint_options, model_positions, require_model_dir
+from llmkit.tasks.squad import Windows, best_answers, prediction_windows
+from llmkit.tokenizer import load_tokenizer
+
+DEFAULT_WINDOW = 384  # tokens, as SQuAD fine-tuning uses
+WINDOWS_PER_BATCH = 32
+
+
+def read_context(context: str | None, context_file: Path | None) -> str:
+    if (context is None) == (context_file is None):
+        raise UserError("give the context either with --context or with --context-file")
+    if context_file is not None:
+        if not Path(context_file).is_file():
+            raise UserError(f"context file {context_file} does not exist")
+        try:
+            context = Path(context_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"context file {context_file} is not UTF-8 text") from e
+    if not context.strip():
+        raise UserError("the context is empty")
+    return context
+
+
+def load_qa_model(model_dir: str):
+    folder = require_model_dir(model_dir, "--model")
+    config = AutoConfig.from_pretrained(folder)
+    if not any(a.endswith("ForQuestionAnswering") for a in config.architectures or []):
+        raise UserError(
+            f"{model_dir} is not an extractive QA model ({', '.join(config.architectures or [])})",
+            "fine-tune one first: llmkit finetune --recipe qa-squad --set model.path=...",
+        )
+    model = AutoModelForQuestionAnswering.from_pretrained(folder, **checkpoint_options(folder))
+    return model.eval(), load_tokenizer(folder)
+
+
+@torch.inference_mode()
+def run_answer(
+    model_dir: str,
+    question: str,
+    context: str,
+    *,
+    top_k: int = 1,
+    max_answer_tokens: int = 30,
+    stride: int | None = None,
+) -> dict[str, Any]:
+    if not question.strip():
+        raise UserError("the question is empty")
+    if top_k < 1 or max_answer_tokens < 1:
+        raise UserError("--top-k and --max-answer-tokens must be at least 1")
+    model, tokenizer = load_qa_model(model_dir)
+    length = min(DEFAULT_WINDOW, model_positions(model.config))
+    windows = Windows(max_length=length, stride=stride if stride is not None else length // 4)
+    encoded = prediction_windows(
+        {"question": [question], "context": [context]}, tokenizer, windows, ["q"]
+    )
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    columns = [encoded[k] for k in keys]
+    rows = [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+    pad = DynamicPaddingCollator(tokenizer)
+    starts, ends = [], []
+    for first in range(0, len(rows), WINDOWS_PER_BATCH):
+        output = model(**pad(rows[first : first + WINDOWS_PER_BATCH]))
+        # windows padded to different lengths: keep each one's real positions only
+        starts += list(output.start_logits.float().numpy())
+        ends += list(output.end_logits.float().numpy())
+    found = best_answers(
+        {"q": context},
+        encoded["example_id"],
+        encoded["offset_mapping"],
+        starts,
+        ends,
+        max_answer_tokens=max_answer_tokens,
+        top_k=top_k,
+    )["q"]
+    answers = [{"answer": a.text, "score": a.score, "start": a.start, "end": a.end} for a in found]
+    return {
+        "command": "answer",
+        "model": model_dir,
+        "question": question,
+        "answer": answers[0]["answer"],
+        "score": answers[0]["score"],
+        "windows": len(encoded["input_ids"]),
+        "answers": answers,
+    }
