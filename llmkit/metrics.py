@@ -151,3 +151,39 @@ class SquadMetric(evaluate.Metric):
             f1 += max(squad_token_f1(predicted, t) for t in truths)
         count = len(predictions)
         return {"exact_match": 100 * exact / count, "f1": 100 * f1 / count}
+
+
+class EntityMetric(evaluate.Metric):
+    """Entity-level precision, recall and F1 (an entity counts only when its type and both
+    boundaries are right, as conlleval counts), per entity type too, and token accuracy:
+    seqeval's definitions, computed by seqeval."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="Named-entity recognition scores over IOB tag sequences (seqeval).",
+            citation="Tjong Kim Sang and De Meulder, Introduction to the CoNLL-2003 Shared "
+            "Task, 2003; seqeval (Nakayama, 2018).",
+            inputs_description="predictions and references: one tag sequence per sentence",
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("string")),
+                    "references": datasets.Sequence(datasets.Value("string")),
+                }
+            ),
+        )
+
+    def _compute(self, predictions, references) -> dict[str, float]:
+        from seqeval.metrics import accuracy_score as token_accuracy
+        from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+        results = {
+            "precision": float(precision_score(references, predictions, zero_division=0)),
+            "recall": float(recall_score(references, predictions, zero_division=0)),
+            "f1": float(f1_score(references, predictions, zero_division=0)),
+            "accuracy": float(token_accuracy(references, predictions)),
+        }
+        per_type = classification_report(references, predictions, output_dict=True, zero_division=0)
+        for name, scores in per_type.items():
+            if not name.endswith(" avg"):
+                results[f"f1_{name}"] = float(scores["f1-score"])
+        return results

@@ -100,6 +100,8 @@ class TaskConfig(Section):  # finetune only
     # qa/squad
     doc_stride: int = Field(128, ge=1)  # context tokens shared by neighbouring windows
     max_answer_tokens: int = Field(30, ge=1)  # longest answer span considered
+    # ner/conll: train every sub-word token of a word (B- continuing as I-), not only the first
+    label_all_subwords: bool = False
 
 
 class TrainConfig(Section):

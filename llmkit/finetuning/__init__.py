@@ -87,20 +87,26 @@ def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Datas
     return dataset.select(range(min(count, len(dataset))))
 
 
+def checkpoint_path(recipe: Recipe) -> str:
+    """model.path, which every task but seq2seq needs (seq2seq may build a new model)."""
+    if not recipe.model.path:
+        raise UserError(
+            f"{recipe.task.name} needs model.path: an llmkit run directory or a local checkpoint",
+            "e.g. --set model.path=runs/bert-tiny",
+        )
+    return recipe.model.path
+
+
 def model_and_tokenizer(recipe: Recipe, auto_class, **config_changes):
     """model.path loaded with the head `auto_class` (config fields changed as given), its
     tokenizer (tokenizer.path wins), and the longest sequence both allow."""
     from llmkit.models import check_model_fits, load_with_head, model_positions
     from llmkit.tokenizer import load_tokenizer
 
-    if not recipe.model.path:
-        raise UserError(
-            "finetune needs model.path: an llmkit run directory or a local checkpoint",
-            "e.g. --set model.path=runs/bert-tiny",
-        )
+    path = checkpoint_path(recipe)
     trust = recipe.model.trust_remote_code
-    tokenizer = load_tokenizer(recipe.tokenizer.path or recipe.model.path, trust_remote_code=trust)
-    model = load_with_head(recipe.model.path, auto_class, trust_remote_code=trust, **config_changes)
+    tokenizer = load_tokenizer(recipe.tokenizer.path or path, trust_remote_code=trust)
+    model = load_with_head(path, auto_class, trust_remote_code=trust, **config_changes)
     positions = model_positions(model.config)
     max_length = min(recipe.task.max_length or positions, positions)
     check_model_fits(model.config, len(tokenizer), max_length)

@@ -1,0 +1,136 @@
+"""CoNLL-style named-entity recognition: reading the column format, and carrying word labels
+to sub-word tokens and back.
+
+The column format (CoNLL-2003): one word per line with its tags in columns, the entity tag
+last (`EU NNP B-NP B-ORG`), a blank line between sentences, `-DOCSTART-` lines between
+documents. From the hub: `eriktks/conll2003` (tokens, ner_tags as class ids).
+
+A word split into several tokens is labelled on its first token only; the others are
+ignored by the loss (-100), and a word's prediction is its first token's. With
+`task.label_all_subwords` every token of a word is trained, a B- tag continuing as I-.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from llmkit.data.sources import hub_offline, local_copy_dir
+from llmkit.errors import UserError
+
+HUB_ID = "eriktks/conll2003"
+SPLIT_FILES = {
+    "train": ("train.txt", "eng.train"),
+    "validation": ("valid.txt", "dev.txt", "eng.testa"),
+    "test": ("test.txt", "eng.testb"),
+}
+IGNORED = -100  # the loss and the metrics skip these positions
+OUTSIDE = "O"
+
+
+def read_conll(path: Path) -> datasets.Dataset:
+    """Sentences as `tokens` (words) and `tags` (their entity tags, as strings)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text") from e
+    sentences: list[tuple[list[str], list[str]]] = []
+    words: list[str] = []
+    tags: list[str] = []
+    for number, line in enumerate(lines + [""], 1):
+        columns = line.split()
+        if not columns or columns[0] == "-DOCSTART-":
+            if words:
+                sentences.append((words, tags))
+                words, tags = [], []
+            continue
+        if len(columns) < 2:
+            raise UserError(
+                f"{path}:{number} has one column; CoNLL lines hold a word and its tags "
+                "(the entity tag last)"
+            )
+        words.append(columns[0])
+        tags.append(columns[-1])
+    if not sentences:
+        raise UserError(f"{path} holds no sentences")
+    return datasets.Dataset.from_dict(
+        {"tokens": [s[0] for s in sentences], "tags": [s[1] for s in sentences]}
+    )
+
+
+def load_conll_split(
+    split: str, *, data_dir: str | None, file: str | None, local_only: bool
+) -> datasets.Dataset | None:
+    if file:
+        if not Path(file).is_file():
+            raise UserError(f"task file {file} does not exist")
+        return read_conll(Path(file))
+    folder = local_copy_dir("conll2003", data_dir, key="task.data_dir")
+    if folder is not None:
+        path = next((folder / f for f in SPLIT_FILES[split] if (folder / f).is_file()), None)
+        if path is None:
+            if split == "test":
+                return None
+            raise UserError(f"{folder} has none of {', '.join(SPLIT_FILES[split])}")
+        return read_conll(path)
+    if local_only:
+        return None
+    try:
+        dataset = datasets.load_dataset(HUB_ID, split=split)
+    except Exception as e:
+        if hub_offline() or isinstance(e, ConnectionError):
+            raise UserError(
+                "ner/conll is on the Hugging Face Hub, which cannot be reached (offline)",
+                "set task.train_file / task.validation_file to CoNLL column files, or "
+                "task.data_dir to a folder with train.txt and valid.txt",
+            ) from e
+        raise
+    names = dataset.features["ner_tags"].feature.names
+    return dataset.map(
+        lambda row: {"tags": [names[i] for i in row["ner_tags"]]},
+        remove_columns=[c for c in dataset.column_names if c != "tokens"],
+    )
+
+
+def label_names(tags: list[list[str]]) -> list[str]:
+    """The tag set, O first, then entity types in order with B- before I-."""
+    found = {tag for sentence in tags for tag in sentence}
+    entities = sorted(found - {OUTSIDE}, key=lambda t: (t[2:], t[:2]))
+    return [OUTSIDE, *entities]
+
+
+def align_labels(
+    word_ids: list[int | None], word_labels: list[int], names: list[str], *, all_subwords: bool
+) -> list[int]:
+    """One label per token: the word's label on its first token; on its other tokens -100,
+    or (all_subwords) the word's label with B- turned into I-. Special tokens: -100."""
+    aligned = []
+    previous = None
+    for word in word_ids:
+        if word is None:
+            aligned.append(IGNORED)
+        elif word != previous:
+            aligned.append(word_labels[word])
+        elif all_subwords:
+            name = names[word_labels[word]]
+            inside = "I-" + name[2:] if name.startswith("B-") else name
+            aligned.append(names.index(inside) if inside in names else word_labels[word])
+        else:
+            aligned.append(IGNORED)
+        previous = word
+    return aligned
+
+
+def word_tags(
+    token_predictions: list[int], word_ids: list[int | None], words: int, names: list[str]
+) -> list[str]:
+    """Each word's predicted tag: its first token's. Words cut off by truncation were never
+    seen by the model and count as O."""
+    tags = [OUTSIDE] * words
+    previous = None
+    for prediction, word in zip(token_predictions, word_ids, strict=False):
+        if word is not None and word != previous:
+            tags[word] = names[prediction]
+        previous = word
+    return tags
