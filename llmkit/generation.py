@@ -1,4 +1,5 @@
 """Decoding with transformers' `generate`: options, batching, stop strings, streaming, fills.
+Decoder-only (causal LM) and encoder-decoder (T5, BART) models decode the same way here.
 
 Decoding options start from the run directory's generation_config.json and are overridden by
 the flags a user gives; greedy decoding unless sampling is asked for. Prompts of different
@@ -101,6 +102,15 @@ def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> li
 
 def check_length(model: PreTrainedModel, prompt_tokens: int, config: GenerationConfig) -> None:
     positions = model_positions(model.config)
+    if model.config.is_encoder_decoder:
+        # the prompt goes to the encoder, the new tokens to the decoder: each has its positions
+        if max(prompt_tokens, config.max_new_tokens + 1) > positions:
+            raise UserError(
+                f"a prompt of {prompt_tokens} tokens or --max-new-tokens "
+                f"{config.max_new_tokens} exceeds the model's {positions} positions",
+                "shorten the prompt or lower --max-new-tokens",
+            )
+        return
     if prompt_tokens + config.max_new_tokens > positions:
         raise UserError(
             f"a prompt of {prompt_tokens} tokens plus --max-new-tokens {config.max_new_tokens} is "
@@ -109,10 +119,19 @@ def check_length(model: PreTrainedModel, prompt_tokens: int, config: GenerationC
         )
 
 
-def _inputs(tokenizer, ids: list[list[int]], device) -> dict[str, torch.Tensor]:
-    tokenizer.padding_side = "left"  # generation continues from the right end of every row
+def _inputs(tokenizer, ids: list[list[int]], model) -> dict[str, torch.Tensor]:
+    # A decoder-only model continues from the right end of every row; an encoder-decoder's
+    # decoder starts afresh, and its encoder reads the prompt as it was trained to (padded
+    # on the right).
+    tokenizer.padding_side = "right" if model.config.is_encoder_decoder else "left"
     batch = tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-    return {key: value.to(device) for key, value in batch.items()}
+    return {key: value.to(model.device) for key, value in batch.items()}
+
+
+def new_tokens(model: PreTrainedModel, output: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """The generated part of `generate`'s output: after the prompt for a decoder-only model,
+    after the decoder's start token for an encoder-decoder."""
+    return output[:, 1:] if model.config.is_encoder_decoder else output[:, prompt_length:]
 
 
 def _completion_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
@@ -133,15 +152,15 @@ def generate_batch(
 ) -> list[Completion]:
     ids = encode_prompts(tokenizer, prompts)
     check_length(model, max(map(len, ids)), config)
-    inputs = _inputs(tokenizer, ids, model.device)
+    inputs = _inputs(tokenizer, ids, model)
     started = time.perf_counter()
     # The tokenizer lets generate recognise the config's stop strings across token boundaries.
     output = model.generate(**inputs, generation_config=config, tokenizer=tokenizer)
     seconds = time.perf_counter() - started
-    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    generated = new_tokens(model, output, inputs["input_ids"].shape[1]).tolist()
     per_prompt = sequences_per_prompt(config)
     completions = []
-    for row, tokens in enumerate(new_tokens):
+    for row, tokens in enumerate(generated):
         length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
         text = tokenizer.decode(tokens[:length], skip_special_tokens=True)
         prompt_index = row // per_prompt
@@ -208,13 +227,13 @@ def generate_streaming(
     streamer = StopAwareStreamer(tokenizer, stop, write)
     started = time.perf_counter()
     output = model.generate(
-        **_inputs(tokenizer, ids, model.device),
+        **_inputs(tokenizer, ids, model),
         generation_config=config,
         tokenizer=tokenizer,
         streamer=streamer,
     )
     seconds = time.perf_counter() - started
-    tokens = output[0, len(ids[0]) :].tolist()
+    tokens = new_tokens(model, output, len(ids[0]))[0].tolist()
     length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
     text = cut_at_stop(tokenizer.decode(tokens[:length], skip_special_tokens=True), stop)
     return Completion(prompt, text, len(ids[0]), length, seconds)

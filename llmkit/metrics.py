@@ -187,3 +187,37 @@ class EntityMetric(evaluate.Metric):
             if not name.endswith(" avg"):
                 results[f"f1_{name}"] = float(scores["f1-score"])
         return results
+
+
+class GenerationMetric(evaluate.Metric):
+    """Scores of generated text against references: ROUGE-1/2/L/Lsum F-measures with
+    stemming (`config_name="summarization"`, Google's rouge_score, as Hugging Face's
+    summarization examples do) or sacreBLEU's corpus BLEU and chrF
+    (`config_name="translation"`, sacrebleu's default 13a tokenisation). All × 100."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="ROUGE (summarization) or BLEU and chrF (translation).",
+            citation="Lin, ROUGE, 2004; Post, A Call for Clarity in Reporting BLEU Scores, 2018.",
+            inputs_description="predictions: generated texts; references: one text each",
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+        )
+
+    def _compute(self, predictions, references) -> dict[str, float]:
+        if self.config_name == "translation":
+            import sacrebleu
+
+            return {
+                "bleu": float(sacrebleu.corpus_bleu(predictions, [references]).score),
+                "chrf": float(sacrebleu.corpus_chrf(predictions, [references]).score),
+            }
+        from rouge_score import rouge_scorer
+
+        kinds = ["rouge1", "rouge2", "rougeL", "rougeLsum"]  # rougeLsum: one sentence a line
+        scorer = rouge_scorer.RougeScorer(kinds, use_stemmer=True)
+        scores = [scorer.score(r, p) for p, r in zip(predictions, references, strict=True)]
+        # The plain mean over examples (a bootstrap estimate, as evaluate's default, would
+        # differ from run to run in its last digits).
+        return {kind: float(100 * np.mean([s[kind].fmeasure for s in scores])) for kind in kinds}

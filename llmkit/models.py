@@ -17,6 +17,8 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    BartConfig,
     BertConfig,
     BertForPreTraining,
     GPT2Config,
@@ -25,6 +27,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
     RobertaConfig,
+    T5Config,
 )
 
 from llmkit.errors import UserError
@@ -32,6 +35,7 @@ from llmkit.fast_path import check_attention, resolve_precision, use_fused_activ
 from llmkit.recipe import ModelConfig
 
 Objective = Literal["clm", "mlm"]
+Kind = Literal["clm", "mlm", "seq2seq"]  # what a saved model does, for inference
 FAMILY_OBJECTIVE: dict[str, Objective] = {
     "gpt2": "clm",
     "llama": "clm",
@@ -159,15 +163,60 @@ def build_model_config(
             type_vocab_size=1 if roberta else 2,
             **special,
         )
+    elif model.family == "t5":
+        config = T5Config(
+            vocab_size=vocab,
+            d_model=model.hidden,
+            d_kv=model.hidden // model.heads,
+            d_ff=intermediate,
+            num_layers=model.layers,
+            num_decoder_layers=model.layers,
+            num_heads=model.heads,
+            dropout_rate=model.dropout,
+            initializer_factor=1.0,
+            tie_word_embeddings=model.tie_embeddings,
+            pad_token_id=special_ids["pad_token_id"],
+            eos_token_id=special_ids["eos_token_id"],
+            decoder_start_token_id=special_ids["pad_token_id"],  # T5 starts from padding
+        )
+    elif model.family == "bart":
+        config = BartConfig(
+            vocab_size=vocab,
+            d_model=model.hidden,
+            encoder_layers=model.layers,
+            decoder_layers=model.layers,
+            encoder_attention_heads=model.heads,
+            decoder_attention_heads=model.heads,
+            encoder_ffn_dim=intermediate,
+            decoder_ffn_dim=intermediate,
+            max_position_embeddings=positions,
+            dropout=model.dropout,
+            attention_dropout=model.dropout,
+            init_std=model.initializer_range,
+            scale_embedding=False,
+            decoder_start_token_id=special_ids["eos_token_id"],  # BART starts from </s>
+            forced_eos_token_id=special_ids["eos_token_id"],
+            **special,
+        )
     else:
-        raise UserError("the recipe needs model.family (gpt2, llama, bert, roberta) or model.path")
+        raise UserError(
+            "the recipe needs model.family (gpt2, llama, bert, roberta, t5, bart) or model.path"
+        )
     config._attn_implementation = model.attention
     return config
 
 
+# T5's positions are relative: any length fits (memory is the limit, not the model).
+RELATIVE_POSITIONS = 1 << 16
+
+
 def model_positions(config: PretrainedConfig) -> int:
     """How many tokens one sequence may hold."""
-    positions = getattr(config, "n_positions", None) or config.max_position_embeddings
+    positions = (
+        getattr(config, "n_positions", None)
+        or getattr(config, "max_position_embeddings", None)
+        or RELATIVE_POSITIONS
+    )
     return positions - (ROBERTA_POSITION_OFFSET if config.model_type == "roberta" else 0)
 
 
@@ -262,8 +311,10 @@ def flops_per_token(config: PretrainedConfig, parameters: int, seq_len: int) -> 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def objective_of(config: PretrainedConfig) -> Objective:
-    """Causal or masked LM, from the architecture a checkpoint was saved as."""
+def objective_of(config: PretrainedConfig) -> Kind:
+    """Causal LM, masked LM or encoder-decoder, from the architecture a checkpoint was saved as."""
+    if config.is_encoder_decoder:
+        return "seq2seq"
     for architecture in config.architectures or []:
         if architecture.endswith(("ForCausalLM", "LMHeadModel")):
             return "clm"
@@ -290,7 +341,9 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
     objective = objective_of(config)
     tokenizer = load_tokenizer(folder)
     precision = resolve_precision(precision, "--precision")
-    cls = AutoModelForCausalLM if objective == "clm" else AutoModelForMaskedLM
+    cls = {"clm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM}.get(
+        objective, AutoModelForSeq2SeqLM
+    )
     try:
         model = cls.from_pretrained(folder, dtype=DTYPES[precision], **options)
     except (OSError, ValueError) as e:

@@ -59,9 +59,11 @@ class TokenizerConfig(Section):
 
 
 class ModelConfig(Section):
-    family: Literal["gpt2", "llama", "bert", "roberta"] | None = None  # or path
+    # gpt2, llama: causal LM; bert, roberta: masked LM; t5, bart: encoder-decoder (finetune
+    # seq2seq/* builds a new one with tokenizer.path); or model.path
+    family: Literal["gpt2", "llama", "bert", "roberta", "t5", "bart"] | None = None
     path: str | None = None  # continue from this checkpoint (llmkit run or HF folder)
-    layers: int = Field(2, ge=1)
+    layers: int = Field(2, ge=1)  # encoder-decoder: this many in each
     hidden: int = Field(128, ge=8)
     heads: int = Field(2, ge=1)
     kv_heads: int | None = Field(None, ge=1)  # llama only: grouped-query attention
@@ -102,6 +104,16 @@ class TaskConfig(Section):  # finetune only
     max_answer_tokens: int = Field(30, ge=1)  # longest answer span considered
     # ner/conll: train every sub-word token of a word (B- continuing as I-), not only the first
     label_all_subwords: bool = False
+    # seq2seq/*: a hub dataset (when no local files are given), e.g. EdinburghNLP/xsum, wmt16
+    dataset: str | None = None
+    dataset_config: str | None = None  # e.g. de-en for wmt16
+    source_column: str = "document"  # summarization: text and summary columns (XSum's names)
+    target_column: str = "summary"
+    source_lang: str = "en"  # translation: keys of the `translation` column (WMT's layout)
+    target_lang: str = "de"
+    source_prefix: str = ""  # put before every source, e.g. "summarize: " for T5
+    max_target_length: int = Field(128, ge=1)  # target tokens trained; tokens generated
+    num_beams: int = Field(1, ge=1)  # beam search when evaluating
 
 
 class TrainConfig(Section):

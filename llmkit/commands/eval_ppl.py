@@ -65,6 +65,11 @@ def run_eval_ppl(
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
     model, tokenizer, objective = load_for_inference(model_dir, precision)
+    if objective == "seq2seq":
+        raise UserError(
+            f"{model_dir} is an encoder-decoder model; eval-ppl scores causal and masked LMs",
+            "its fine-tuning run reports eval_loss on the task's references (metrics.json)",
+        )
     max_length, stride = check_window(max_length, stride, model_positions(model.config))
     dataset, source = load_source(data, split=split, local_dir=local_dir)
     rows = text_rows(dataset, text_column, source.description)

@@ -72,6 +72,13 @@ def _check_objective(recipe: Recipe, objective: Objective) -> bool:
                 "set model.family (gpt2 or llama for pretrain-clm, bert or roberta for "
                 "pretrain-mlm), or model.path to continue from a checkpoint",
             )
+        if family not in FAMILY_OBJECTIVE:
+            raise UserError(
+                f"model.family {family} is an encoder-decoder, which llmkit fine-tunes but does "
+                "not pretrain",
+                "use it with `llmkit finetune --recipe seq2seq-summarization` (or "
+                "seq2seq-translation)",
+            )
         if FAMILY_OBJECTIVE[family] != objective:
             other = "pretrain-mlm" if objective == "clm" else "pretrain-clm"
             raise UserError(
