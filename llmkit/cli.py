@@ -196,10 +196,11 @@ def finetune(
     dry_run: bool = DryRunOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Fine-tune a checkpoint on a GLUE task (task.name) and report GLUE's official metrics.
+    """Fine-tune a model on a downstream task (task.name) and report its official metrics.
 
-    Writes the model, dev metrics and predictions, and test predictions in GLUE's submission
-    format when the task has a test file.
+    Tasks: glue/<task> (classification), qa/squad (extractive QA), ner/conll (entities),
+    seq2seq/summarization and seq2seq/translation (T5/BART). Writes the model, dev metrics
+    and predictions (and GLUE test predictions in the submission format).
 
     Example: [cyan]llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny[/]
     """
@@ -319,9 +320,13 @@ def generate(
         "auto", "--precision", help="auto (bf16 on a GPU, else fp32), fp32, bf16 or fp16 (GPU)."
     ),
     output: Path = typer.Option(None, "--output", help="Write one JSON line per completion here."),
+    image: Path = typer.Option(
+        None, "--image", help="An image the prompts are about (vision-language models)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Generate text with a causal LM (greedy by default), or fill masks with a masked LM.
+    """Generate text with a causal LM or an encoder-decoder (greedy by default), answer
+    prompts about an image with a vision-language model, or fill masks with a masked LM.
 
     Defaults come from the run's generation_config.json; flags override them.
 
@@ -351,6 +356,7 @@ def generate(
         stream=stream,
         precision=precision,
         output=output,
+        image=image,
     )
     results = summary.pop("results")
     print_table("generate", summary, to_stderr=True)

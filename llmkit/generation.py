@@ -101,7 +101,7 @@ def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> li
 
 
 def check_length(model: PreTrainedModel, prompt_tokens: int, config: GenerationConfig) -> None:
-    positions = model_positions(model.config)
+    positions = model_positions(model.config.get_text_config())
     if model.config.is_encoder_decoder:
         # the prompt goes to the encoder, the new tokens to the decoder: each has its positions
         if max(prompt_tokens, config.max_new_tokens + 1) > positions:
@@ -265,3 +265,53 @@ def fill_masks(model, tokenizer, prompts: list[str], top_k: int) -> list[dict]:
             }
         )
     return results
+
+
+def image_prompt(processor, prompt: str, *, with_image: bool) -> str:
+    """The text the model reads: the checkpoint's chat template with an image turn when it
+    has one, else the prompt with the processor's image placeholder in front (unless the
+    prompt already places it)."""
+    if getattr(processor, "chat_template", None):
+        content = [{"type": "image"}] if with_image else []
+        content.append({"type": "text", "text": prompt})
+        return processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True
+        )
+    token = getattr(processor, "image_token", None)
+    if with_image and token and token not in prompt:
+        return f"{token}\n{prompt}"
+    return prompt
+
+
+@torch.inference_mode()
+def generate_from_image(
+    model: PreTrainedModel,
+    processor,
+    prompts: list[str],
+    image,
+    config: GenerationConfig,
+    stop: list[str],
+) -> list[Completion]:
+    """Completions of each prompt about `image` (a PIL image, or None for text alone) by a
+    vision-language model; one generate call per prompt."""
+    tokenizer = processor.tokenizer
+    completions = []
+    for prompt in prompts:
+        text = image_prompt(processor, prompt, with_image=image is not None)
+        inputs = processor(
+            images=[image] if image is not None else None, text=[text], return_tensors="pt"
+        ).to(model.device)
+        if "pixel_values" in inputs:  # the vision tower computes in the model's precision
+            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        prompt_tokens = inputs["input_ids"].shape[1]
+        check_length(model, prompt_tokens, config)
+        started = time.perf_counter()
+        output = model.generate(**inputs, generation_config=config, tokenizer=tokenizer)
+        seconds = time.perf_counter() - started
+        for tokens in output[:, prompt_tokens:].tolist():
+            length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
+            decoded = tokenizer.decode(tokens[:length], skip_special_tokens=True)
+            completions.append(
+                Completion(prompt, cut_at_stop(decoded, stop), prompt_tokens, length, seconds)
+            )
+    return completions

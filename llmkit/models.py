@@ -16,8 +16,10 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
     AutoModelForMaskedLM,
     AutoModelForSeq2SeqLM,
+    AutoProcessor,
     BartConfig,
     BertConfig,
     BertForPreTraining,
@@ -326,6 +328,36 @@ def objective_of(config: PretrainedConfig) -> Kind:
         f"the model ({config.model_type}, {config.architectures}) is neither a causal nor a "
         "masked LM"
     )
+
+
+def is_vision_language(folder: Path) -> bool:
+    """A model that reads images as well as text (LLaVA, Qwen2-VL, PaliGemma, ...): its
+    config nests a vision tower's config."""
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the model config in {folder}: {e}") from e
+    return getattr(config, "vision_config", None) is not None
+
+
+def load_vision_language(path: str | Path, precision: str = "auto"):
+    """(model, processor) of a vision-language checkpoint: the processor prepares images
+    and text (the image placeholder tokens included) as the model was trained to read them."""
+    folder = require_model_dir(path, "--model")
+    precision = resolve_precision(precision, "--precision")
+    try:
+        processor = AutoProcessor.from_pretrained(folder)
+        model = AutoModelForImageTextToText.from_pretrained(
+            folder, dtype=DTYPES[precision], **checkpoint_options(folder)
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(
+            f"cannot load {folder} as a vision-language model with its processor: {e}",
+            "it needs processor_config.json (or preprocessor_config.json) beside the weights",
+        ) from e
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model.eval(), processor
 
 
 def load_for_inference(path: str | Path, precision: str = "auto"):

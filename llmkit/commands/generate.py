@@ -1,4 +1,5 @@
-"""`llmkit generate`: complete prompts with a causal LM, or fill masks with a masked LM."""
+"""`llmkit generate`: complete prompts with a causal LM or an encoder-decoder, prompts about
+an image with a vision-language model, or fill masks with a masked LM."""
 
 from __future__ import annotations
 
@@ -17,10 +18,17 @@ from llmkit.generation import (
     beams,
     fill_masks,
     generate_batch,
+    generate_from_image,
     generate_streaming,
     generation_config_for,
+    sequences_per_prompt,
 )
-from llmkit.models import load_for_inference
+from llmkit.models import (
+    is_vision_language,
+    load_for_inference,
+    load_vision_language,
+    require_model_dir,
+)
 
 
 def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
@@ -57,6 +65,20 @@ def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
     return found
 
 
+def read_image(path: Path):
+    """The --image file as an RGB picture, or one clear error."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as picture:
+            return picture.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{path} is not an image that Pillow can read ({e})") from e
+
+
 def run_generate(
     model_dir: str,
     prompts: list[str],
@@ -68,10 +90,24 @@ def run_generate(
     precision: str = "auto",
     output: Path | None = None,
     show: bool = True,
+    image: Path | None = None,
 ) -> dict[str, Any]:
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
-    model, tokenizer, objective = load_for_inference(model_dir, precision)
+    picture = read_image(image) if image is not None else None
+    folder = require_model_dir(model_dir, "--model")
+    if is_vision_language(folder):
+        if stream:
+            raise UserError("--stream is for text-only models; drop it with this model")
+        model, processor = load_vision_language(folder, precision)
+        tokenizer, objective = processor.tokenizer, "image-text"
+    elif picture is not None:
+        raise UserError(
+            f"--image needs a vision-language model; {model_dir} reads text only",
+            "use a checkpoint that loads with AutoModelForImageTextToText (LLaVA, Qwen2-VL, ...)",
+        )
+    else:
+        model, tokenizer, objective = load_for_inference(model_dir, precision)
     if seed is not None:
         set_seed(seed)
     records: list[dict[str, Any]] = []
@@ -91,7 +127,16 @@ def run_generate(
         config = generation_config_for(model, tokenizer, options)
         completions = []
         seconds = 0.0  # spent in generate calls; a batch's completions share one call
-        if stream:
+        if objective == "image-text":
+            completions = generate_from_image(
+                model, processor, prompts, picture, config, options.stop
+            )
+            # a prompt's sequences share one generate call
+            seconds = sum(c.seconds for c in completions[:: sequences_per_prompt(config)])
+            if show and is_main_process():
+                for c in completions:
+                    out.print(f"[bold]{escape(c.prompt)}[/]{escape(c.completion)}", highlight=False)
+        elif stream:
             for prompt in prompts:
                 if show and is_main_process():
                     out.print(f"[bold]{escape(prompt)}[/]", end="", highlight=False)
