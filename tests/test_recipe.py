@@ -101,3 +101,20 @@ def test_yaml_is_read_safely(tmp_path):
     path = write(tmp_path, "name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_recipe(str(path))
+
+
+def test_the_readme_lists_every_recipe_key_with_its_default():
+    """README's annotated recipe is the user's reference: it must match the schema."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from llmkit.recipe import Recipe
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Recipes") :]
+    listed = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    defaults = Recipe().model_dump(mode="json")
+    listed["name"], defaults["name"] = None, None  # the example names itself
+    assert listed == defaults

@@ -19,8 +19,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast, Trainer
 from llmkit.errors import UserError, did_you_mean
 from llmkit.recipe import Recipe
 
-KINDS = ("glue", "qa", "ner", "seq2seq")
-
 
 @dataclass
 class PreparedTask:

@@ -164,6 +164,9 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
     assert [c["completion"].strip() for c in completions] == [r["prediction"] for r in rows[:2]]
     assert all(c["completion_tokens"] > 0 for c in completions)
 
+    refused = runner.invoke(app, ["eval-ppl", "-m", str(run), "--data", "builtin"])
+    assert refused.exit_code == 2 and "encoder-decoder" in refused.output
+
 
 def test_bart_translation_trains_and_scores_bleu(trained_clm, english_german, tmp_path):
     train, dev = english_german
