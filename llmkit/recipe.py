@@ -104,7 +104,8 @@ class TaskConfig(Section):  # finetune only
     max_answer_tokens: int = Field(30, ge=1)  # longest answer span considered
     # ner/conll: train every sub-word token of a word (B- continuing as I-), not only the first
     label_all_subwords: bool = False
-    # seq2seq/*: a hub dataset (when no local files are given), e.g. EdinburghNLP/xsum, wmt16
+    # a hub dataset when no local files are given: seq2seq/* (e.g. EdinburghNLP/xsum, wmt16),
+    # ner/conll (default lhoestq/conll2003)
     dataset: str | None = None
     dataset_config: str | None = None  # e.g. de-en for wmt16
     source_column: str = "document"  # summarization: text and summary columns (XSum's names)

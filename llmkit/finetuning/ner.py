@@ -53,7 +53,9 @@ def prepare_ner(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     local = any((spec.data_dir, spec.train_file, spec.validation_file))
 
     def load(split: str, file: str | None):
-        return load_conll_split(split, data_dir=spec.data_dir, file=file, local_only=local)
+        return load_conll_split(
+            split, data_dir=spec.data_dir, file=file, local_only=local, hub_id=spec.dataset
+        )
 
     train = None
     if not eval_only:

@@ -3,7 +3,8 @@ to sub-word tokens and back.
 
 The column format (CoNLL-2003): one word per line with its tags in columns, the entity tag
 last (`EU NNP B-NP B-ORG`), a blank line between sentences, `-DOCSTART-` lines between
-documents. From the hub: `eriktks/conll2003` (tokens, ner_tags as class ids).
+documents. From the hub: `lhoestq/conll2003` by default (tokens, ner_tags as class ids;
+`eriktks/conll2003` is a loading script, which datasets no longer runs), or `task.dataset`.
 
 A word split into several tokens is labelled on its first token only; the others are
 ignored by the loss (-100), and a word's prediction is its first token's. With
@@ -19,7 +20,7 @@ import datasets
 from llmkit.data.sources import hub_offline, local_copy_dir
 from llmkit.errors import UserError
 
-HUB_ID = "eriktks/conll2003"
+HUB_ID = "lhoestq/conll2003"
 SPLIT_FILES = {
     "train": ("train.txt", "eng.train"),
     "validation": ("valid.txt", "dev.txt", "eng.testa"),
@@ -60,7 +61,12 @@ def read_conll(path: Path) -> datasets.Dataset:
 
 
 def load_conll_split(
-    split: str, *, data_dir: str | None, file: str | None, local_only: bool
+    split: str,
+    *,
+    data_dir: str | None,
+    file: str | None,
+    local_only: bool,
+    hub_id: str | None = None,
 ) -> datasets.Dataset | None:
     if file:
         if not Path(file).is_file():
@@ -77,7 +83,7 @@ def load_conll_split(
     if local_only:
         return None
     try:
-        dataset = datasets.load_dataset(HUB_ID, split=split)
+        dataset = datasets.load_dataset(hub_id or HUB_ID, split=split)
     except Exception as e:
         if hub_offline() or isinstance(e, ConnectionError):
             raise UserError(
@@ -86,9 +92,19 @@ def load_conll_split(
                 "task.data_dir to a folder with train.txt and valid.txt",
             ) from e
         raise
-    names = dataset.features["ner_tags"].feature.names
+    return hub_tags_as_strings(dataset, hub_id or HUB_ID)
+
+
+def hub_tags_as_strings(dataset: datasets.Dataset, where: str) -> datasets.Dataset:
+    """`tokens` and `tags` (strings) from a hub copy whose `ner_tags` are class ids with names,
+    or strings already."""
+    if "tokens" not in dataset.column_names or "ner_tags" not in dataset.column_names:
+        raise UserError(
+            f"{where} has no tokens and ner_tags columns ({', '.join(dataset.column_names)})"
+        )
+    names = getattr(getattr(dataset.features["ner_tags"], "feature", None), "names", None)
     return dataset.map(
-        lambda row: {"tags": [names[i] for i in row["ner_tags"]]},
+        lambda row: {"tags": [names[i] if names else str(i) for i in row["ner_tags"]]},
         remove_columns=[c for c in dataset.column_names if c != "tokens"],
     )
 

@@ -93,3 +93,26 @@ def test_entity_scores_are_seqevals():
     assert scores["f1"] == pytest.approx(f1_score(references, predictions))
     assert scores["accuracy"] == pytest.approx(6 / 7)  # token accuracy is kinder
     assert scores["f1_LOC"] == 1.0 and scores["f1_PER"] == pytest.approx(0.5)
+
+
+def test_a_hub_copy_with_class_ids_reads_as_tag_strings():
+    import datasets
+
+    from llmkit.tasks.conll import hub_tags_as_strings
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+        }
+    )
+    hub = datasets.Dataset.from_dict(
+        {"id": ["0"], "tokens": [["Ada", "Lovelace", "wrote"]], "ner_tags": [[1, 2, 0]]},
+        features=features,
+    )
+    data = hub_tags_as_strings(hub, "lhoestq/conll2003")
+    assert data.column_names == ["tokens", "tags"]
+    assert data[0]["tags"] == ["B-PER", "I-PER", "O"]
+    with pytest.raises(UserError, match="no tokens and ner_tags"):
+        hub_tags_as_strings(hub.remove_columns("ner_tags"), "x")
