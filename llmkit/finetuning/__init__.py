@@ -85,6 +85,24 @@ def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Datas
     return dataset.select(range(min(count, len(dataset))))
 
 
+def train_and_validation(
+    recipe: Recipe, load: Callable[[str, str | None], datasets.Dataset | None], *, eval_only: bool
+) -> tuple[datasets.Dataset | None, datasets.Dataset]:
+    """The training split (None when only evaluating) and the validation split, each cut to
+    task.max_*_examples. `load(split, file)` reads one split, None when it is not given."""
+    spec = recipe.task
+    where = "set task.{}_file (or task.data_dir, or task.dataset online)"
+    train = None
+    if not eval_only:
+        train = limit(load("train", spec.train_file), spec.max_train_examples)
+        if train is None:
+            raise UserError(f"no training data for {spec.name}", where.format("train"))
+    validation = limit(load("validation", spec.validation_file), spec.max_eval_examples)
+    if validation is None:
+        raise UserError(f"no validation data for {spec.name}", where.format("validation"))
+    return train, validation
+
+
 def checkpoint_path(recipe: Recipe) -> str:
     """model.path, which every task but seq2seq needs (seq2seq may build a new model)."""
     if not recipe.model.path:

@@ -16,7 +16,12 @@ from transformers import (
 )
 
 from llmkit.errors import UserError
-from llmkit.finetuning import PreparedTask, checkpoint_path, limit, model_and_tokenizer
+from llmkit.finetuning import (
+    PreparedTask,
+    checkpoint_path,
+    model_and_tokenizer,
+    train_and_validation,
+)
 from llmkit.metrics import EntityMetric
 from llmkit.models import require_model_dir
 from llmkit.recipe import Recipe
@@ -57,14 +62,7 @@ def prepare_ner(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
             split, data_dir=spec.data_dir, file=file, local_only=local, hub_id=spec.dataset
         )
 
-    train = None
-    if not eval_only:
-        train = limit(load("train", spec.train_file), spec.max_train_examples)
-        if train is None:
-            raise UserError("no training file for ner/conll", "set task.train_file")
-    validation = limit(load("validation", spec.validation_file), spec.max_eval_examples)
-    if validation is None:
-        raise UserError("no validation file for ner/conll", "set task.validation_file")
+    train, validation = train_and_validation(recipe, load, eval_only=eval_only)
     names = _tag_set(recipe, train, validation)
     model, tokenizer, max_length = model_and_tokenizer(
         recipe,

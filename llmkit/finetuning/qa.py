@@ -11,8 +11,7 @@ import numpy as np
 from transformers import AutoModelForQuestionAnswering, Trainer
 
 from llmkit.data.collators import DynamicPaddingCollator
-from llmkit.errors import UserError
-from llmkit.finetuning import PreparedTask, limit, model_and_tokenizer
+from llmkit.finetuning import PreparedTask, model_and_tokenizer, train_and_validation
 from llmkit.metrics import SquadMetric
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
@@ -34,14 +33,7 @@ def prepare_qa(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     def load(split: str, file: str | None):
         return load_squad_split(split, data_dir=spec.data_dir, file=file, local_only=local)
 
-    train = None
-    if not eval_only:
-        train = limit(load("train", spec.train_file), spec.max_train_examples)
-        if train is None:
-            raise UserError("no training file for qa/squad", "set task.train_file")
-    validation = limit(load("validation", spec.validation_file), spec.max_eval_examples)
-    if validation is None:
-        raise UserError("no validation file for qa/squad", "set task.validation_file")
+    train, validation = train_and_validation(recipe, load, eval_only=eval_only)
 
     model, tokenizer, max_length = model_and_tokenizer(recipe, AutoModelForQuestionAnswering)
     windows = Windows(max_length=max_length, stride=spec.doc_stride)

@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from llmkit.errors import UserError
-from llmkit.finetuning import PreparedTask, limit, model_and_tokenizer
+from llmkit.finetuning import PreparedTask, model_and_tokenizer, train_and_validation
 from llmkit.metrics import GenerationMetric
 from llmkit.models import build_model_config, special_token_ids
 from llmkit.recipe import Recipe
@@ -56,18 +56,9 @@ def new_model(recipe: Recipe):
 def prepare_seq2seq(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     spec = recipe.task
     kind = spec.name.split("/", 1)[1]
-    train = None
-    if not eval_only:
-        train = limit(load_pairs(spec, "train", kind=kind), spec.max_train_examples)
-        if train is None:
-            raise UserError(
-                f"no training data for {spec.name}", "set task.train_file or task.dataset"
-            )
-    validation = limit(load_pairs(spec, "validation", kind=kind), spec.max_eval_examples)
-    if validation is None:
-        raise UserError(
-            f"no validation data for {spec.name}", "set task.validation_file or task.dataset"
-        )
+    train, validation = train_and_validation(
+        recipe, lambda split, file: load_pairs(spec, split, kind=kind), eval_only=eval_only
+    )
 
     if recipe.model.path:
         model, tokenizer, max_length = model_and_tokenizer(recipe, AutoModelForSeq2SeqLM)

@@ -157,3 +157,20 @@ def test_a_stride_too_long_for_the_model_exits_2(trained_mlm, tmp_path):
     result = runner.invoke(app, args)  # the recipe's stride 128 against 64 positions
     assert result.exit_code == 2 and "task.doc_stride" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_missing_validation_split_is_named(trained_mlm, tmp_path):
+    args = ["finetune", "--recipe", "qa-squad", "-o", str(tmp_path / "x")]
+    args += set_args(
+        [
+            f"model.path={trained_mlm}",
+            f"task.train_file={SQUAD / 'train.json'}",
+            "task.doc_stride=16",
+        ]
+    )
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert (
+        "no validation data for qa/squad" in result.output
+        and "task.validation_file" in result.output
+    )
