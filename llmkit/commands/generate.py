@@ -172,6 +172,7 @@ def run_generate(
             if config.do_sample
             else ("beam search" if beams(config) > 1 else "greedy"),
             "prompts": len(prompts),
+            **({"image": str(image)} if image is not None else {}),
             "completions": len(completions),
             "new_tokens": new_tokens,
             "seconds": seconds,

@@ -96,6 +96,7 @@ def test_a_prompt_about_a_png_goes_through_the_processor_and_the_model(tiny_vlm,
     )
     assert result.exit_code == 0, result.output
     [record] = summary["results"]
+    assert summary["image"] == str(PNG)
     assert record["completion_tokens"] == 12 and record["completion"]
     # the image placeholder was expanded to one token per image patch
     text_tokens = len(load_tokenizer(tiny_vlm)(f"<image>\n{prompt}")["input_ids"])
