@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import Seq2SeqTrainingArguments
+from transformers import Seq2SeqTrainingArguments, TrainerCallback, set_seed
 
 from llmkit.errors import UserError
 from llmkit.fast_path import prepare_for_training
@@ -36,6 +36,7 @@ def run_finetune(
     overwrite: bool = False,
     resume: str | None = None,
     eval_only: bool = False,
+    callbacks: list[TrainerCallback] | tuple = (),
 ) -> dict[str, Any]:
     started = time.perf_counter()
     if not recipe.task.name:
@@ -49,6 +50,9 @@ def run_finetune(
     check_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
     resume_from = resolve_resume(run_dir, resume)
 
+    # A new head (or a new seq2seq model) is initialised when the task is prepared: from the
+    # recipe's seed, not from whatever the process's random state happens to be.
+    set_seed(recipe.seed)
     task = prepare_task(recipe, eval_only=eval_only)
     prepare_for_training(task.model, recipe.train)
     args = training_arguments(
@@ -71,6 +75,7 @@ def run_finetune(
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
         generates=task.generates,
+        callbacks=callbacks,
     )
     if trainer.is_world_process_zero():
         claim_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
@@ -90,6 +95,8 @@ def run_finetune(
             train_loss=result.training_loss,
             train_runtime_s=result.metrics.get("train_runtime", 0.0),
         )
+        if resume_from:
+            metrics["resumed_from"] = str(resume_from)
 
     # Length grouping speeds training, but transformers applies it to evaluation too, and
     # then `predict` returns predictions in that shuffled order. Predictions written per

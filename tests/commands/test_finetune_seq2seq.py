@@ -127,6 +127,7 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
         "train.epochs=3",
         "train.lr=2e-3",
         *TINY,
+        "task.max_length=512",  # sources whole, as `generate` reads them below
     )
     assert json.loads((run / "config.json").read_text())["architectures"] == [
         "T5ForConditionalGeneration"
@@ -141,8 +142,9 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
             scorer.score(r["reference"], r["prediction"])[kind].fmeasure for r in rows
         ) / len(rows)
         assert summary[f"eval_{kind}"] == pytest.approx(100 * expected)
-    # Measured: ROUGE-1 3.4 after 75 steps against 0.0-0.5 for the same model untrained
-    # (tiny models first learn the references' commonest words).
+    # A model this small learns the summaries' language long before it learns to copy from
+    # the source (its ROUGE after 75 steps is 0-3.4 depending on the seed), so learning is
+    # asserted on the held-out loss against the same model untrained.
     untrained = finetune(
         "seq2seq-summarization",
         tmp_path / "untrained",
@@ -152,16 +154,19 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
         *TINY,
         extra=["--eval-only"],
     )
-    assert summary["eval_rouge1"] > untrained["eval_rouge1"] + 2
+    assert summary["eval_loss"] < untrained["eval_loss"] - 0.5
+    assert all(r["prediction"] for r in rows)
 
     # `generate` decodes the run the way its evaluation did
-    prompts = [f"summarize: {r['source']}" for r in rows[:2]]
+    # (the same batches as evaluation's 16, so that padding cannot tip a near tie)
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"prompt": f"summarize: {r['source']}"} for r in rows])
     result = runner.invoke(
-        app, ["generate", "-m", str(run), *sum((["-p", p] for p in prompts), []), "--json"]
+        app, ["generate", "-m", str(run), "--prompts", str(prompts), "--batch-size", "16", "--json"]
     )
     assert result.exit_code == 0, result.output
     completions = json.loads(result.stdout.strip().splitlines()[-1])["results"]
-    assert [c["completion"].strip() for c in completions] == [r["prediction"] for r in rows[:2]]
+    assert [c["completion"].strip() for c in completions] == [r["prediction"] for r in rows]
     assert all(c["completion_tokens"] > 0 for c in completions)
 
     refused = runner.invoke(app, ["eval-ppl", "-m", str(run), "--data", "builtin"])
@@ -191,8 +196,12 @@ def test_bart_translation_trains_and_scores_bleu(trained_clm, english_german, tm
     assert rows[0]["reference"].endswith(" .") and rows[0]["source"].startswith("the ")
     bleu = sacrebleu.corpus_bleu([r["prediction"] for r in rows], [[r["reference"] for r in rows]])
     assert summary["eval_bleu"] == pytest.approx(bleu.score)
-    # Measured: BLEU 12-38 after 380 steps (8 s) depending on the tokenizer; 0 untrained.
-    assert summary["eval_bleu"] > 8
+    # Measured: held-out loss 0.41 after 380 steps (6 s). Greedy decoding from a model this
+    # small may still ignore the source (BLEU 4-38 depending on seed and tokenizer), but
+    # what it writes is German of the references' shape.
+    assert summary["eval_loss"] < 1.0
+    assert all(r["prediction"].endswith(" .") for r in rows)
+    assert all({"ist", "sind"} & set(r["prediction"].split()) for r in rows)
 
 
 def test_a_new_encoder_decoder_needs_a_tokenizer(tmp_path, lead_sentences):
