@@ -375,7 +375,13 @@ def answer(
     context_file: Path = typer.Option(None, "--context-file", help="Read the context from a file."),
     top_k: int = typer.Option(1, "--top-k", help="Show the k best answers."),
     max_answer_tokens: int = typer.Option(
-        30, "--max-answer-tokens", help="Longest answer span considered."
+        None, "--max-answer-tokens", help="Longest answer span (default: the run's, else 30)."
+    ),
+    max_length: int = typer.Option(
+        None, "--max-length", help="Tokens per window (default: the run's, else up to 384)."
+    ),
+    doc_stride: int = typer.Option(
+        None, "--doc-stride", help="Tokens shared by windows (default: the run's, else 1/4)."
     ),
     as_json: bool = JsonOption,
 ) -> None:
@@ -391,6 +397,8 @@ def answer(
         read_context(context, context_file),
         top_k=top_k,
         max_answer_tokens=max_answer_tokens,
+        max_length=max_length,
+        stride=doc_stride,
     )
     answers = summary.pop("answers")
     if is_main_process():

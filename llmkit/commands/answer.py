@@ -1,8 +1,9 @@
 """`llmkit answer`: extract the answer to a question from a context with a fine-tuned
 extractive QA model (e.g. one from `llmkit finetune --recipe qa-squad`).
 
-Long contexts are cut into overlapping windows exactly as in fine-tuning and evaluation,
-and the best span over all windows wins.
+Long contexts are cut into overlapping windows exactly as in fine-tuning and evaluation
+(with the run's own window, stride and answer length when it is a qa/squad run), and the
+best span over all windows wins.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering
 from llmkit.data.collators import DynamicPaddingCollator
 from llmkit.errors import UserError
 from llmkit.models import checkpoint_options, model_positions, require_model_dir
+from llmkit.recipe import read_yaml_mapping
 from llmkit.tasks.squad import Windows, best_answers, prediction_windows
 from llmkit.tokenizer import load_tokenizer
 
@@ -50,6 +52,19 @@ def load_qa_model(model_dir: str):
     return model.eval(), load_tokenizer(folder)
 
 
+def fine_tuning_settings(folder: Path) -> dict[str, int]:
+    """The window, stride and answer length a qa/squad run was evaluated with (from its
+    recipe.yaml), so that `answer` cuts contexts as that evaluation did; empty otherwise."""
+    path = folder / "recipe.yaml"
+    if not path.is_file():
+        return {}
+    task = read_yaml_mapping(path).get("task") or {}
+    if task.get("name") != "qa/squad":
+        return {}
+    keys = ("max_length", "doc_stride", "max_answer_tokens")
+    return {key: task[key] for key in keys if isinstance(task.get(key), int)}
+
+
 @torch.inference_mode()
 def run_answer(
     model_dir: str,
@@ -57,16 +72,26 @@ def run_answer(
     context: str,
     *,
     top_k: int = 1,
-    max_answer_tokens: int = 30,
+    max_answer_tokens: int | None = None,
+    max_length: int | None = None,
     stride: int | None = None,
 ) -> dict[str, Any]:
     if not question.strip():
         raise UserError("the question is empty")
-    if top_k < 1 or max_answer_tokens < 1:
-        raise UserError("--top-k and --max-answer-tokens must be at least 1")
+    for flag, value, least in (
+        ("--top-k", top_k, 1),
+        ("--max-answer-tokens", max_answer_tokens, 1),
+        ("--max-length", max_length, 8),
+        ("--doc-stride", stride, 1),
+    ):
+        if value is not None and value < least:
+            raise UserError(f"{flag} must be at least {least}, not {value}")
     model, tokenizer = load_qa_model(model_dir)
-    length = min(DEFAULT_WINDOW, model_positions(model.config))
-    windows = Windows(max_length=length, stride=stride if stride is not None else length // 4)
+    trained = fine_tuning_settings(Path(model_dir))
+    positions = model_positions(model.config)
+    length = min(max_length or trained.get("max_length") or DEFAULT_WINDOW, positions)
+    windows = Windows(max_length=length, stride=stride or trained.get("doc_stride") or length // 4)
+    max_answer_tokens = max_answer_tokens or trained.get("max_answer_tokens") or 30
     encoded = prediction_windows(
         {"question": [question], "context": [context]}, tokenizer, windows, ["q"]
     )
@@ -97,5 +122,7 @@ def run_answer(
         "answer": answers[0]["answer"],
         "score": answers[0]["score"],
         "windows": len(encoded["input_ids"]),
+        "window_tokens": windows.max_length,
+        "doc_stride": windows.stride,
         "answers": answers,
     }

@@ -100,6 +100,19 @@ def test_answer_gives_the_answer_evaluation_gave(squad_run):
         )
 
 
+def test_answer_windows_default_to_the_runs_and_flags_override_them(squad_run):
+    out, _ = squad_run
+    row = read_squad_json(SQUAD / "dev.json")[0]
+    ask = ["answer", "-m", str(out), "-q", row["question"], "-c", row["context"], "--json"]
+    default = runner.invoke(app, ask)
+    finer = runner.invoke(app, [*ask, "--doc-stride", "8", "--max-length", "48"])
+    assert default.exit_code == finer.exit_code == 0, default.output + finer.output
+    default, finer = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (default, finer))
+    assert (default["window_tokens"], default["doc_stride"]) == (64, 16)  # the run's recipe
+    assert (finer["window_tokens"], finer["doc_stride"]) == (48, 8)
+    assert finer["windows"] > default["windows"]
+
+
 def test_answer_top_k_from_a_context_file(squad_run, tmp_path):
     out, _ = squad_run
     context = tmp_path / "context.txt"
@@ -132,6 +145,7 @@ def test_answer_top_k_from_a_context_file(squad_run, tmp_path):
         (["-q", "Who?"], "either with --context or with --context-file"),
         (["-q", "Who?", "--context-file", "missing.txt"], "does not exist"),
         (["-q", "  ", "-c", "text"], "question is empty"),
+        (["-q", "Who?", "-c", "text", "--max-length", "4"], "--max-length must be at least 8"),
     ],
 )
 def test_answer_input_errors_exit_2(squad_run, args, message):
