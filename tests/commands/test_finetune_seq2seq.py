@@ -237,3 +237,11 @@ def test_encoder_decoders_are_not_pretrained(tmp_path):
         ],
     )
     assert result.exit_code == 2 and "encoder-decoder" in result.output
+
+
+def test_a_hub_dataset_offline_exits_2_naming_the_local_keys(trained_clm, tmp_path):
+    args = ["finetune", "--recipe", "seq2seq-summarization", "-o", str(tmp_path / "x")]
+    args += set_args([f"tokenizer.path={trained_clm}", "task.dataset=EdinburghNLP/xsum"])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "cannot be reached (offline)" in result.output and "task.train_file" in result.output

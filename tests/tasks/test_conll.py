@@ -116,3 +116,21 @@ def test_a_hub_copy_with_class_ids_reads_as_tag_strings():
     assert data[0]["tags"] == ["B-PER", "I-PER", "O"]
     with pytest.raises(UserError, match="no tokens and ner_tags"):
         hub_tags_as_strings(hub.remove_columns("ner_tags"), "x")
+
+
+def test_a_data_dir_in_conlls_layout_gives_each_split():
+    from llmkit.tasks.conll import load_conll_split
+
+    def load(split):
+        return load_conll_split(split, data_dir=str(CONLL), file=None, local_only=True)
+
+    assert len(load("train")) == 400 and len(load("validation")) == 80
+    assert load("test") is None  # absent, not fetched
+
+
+def test_the_hub_copy_offline_is_a_user_error_naming_the_local_keys():
+    from llmkit.tasks.conll import load_conll_split
+
+    with pytest.raises(UserError, match="offline") as caught:
+        load_conll_split("train", data_dir=None, file=None, local_only=False)
+    assert "task.data_dir" in caught.value.hint
