@@ -9,6 +9,7 @@ os.environ.pop("LLMKIT_DATA_DIR", None)
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -85,3 +86,15 @@ def trained_clm(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_mlm(tmp_path_factory) -> Path:
     return _trained(tmp_path_factory, "bert-tiny", "mlm")
+
+
+class StopAt(TrainerCallback):
+    """A Trainer callback that stands in for a killed job: training ends right after `step`
+    (and its checkpoint)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True

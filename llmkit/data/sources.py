@@ -245,6 +245,21 @@ def _load_hub(hub: HubDataset, split: str, src: str) -> datasets.Dataset:
         raise
 
 
+def load_hub_split(
+    repo: str, config: str | None, split: str, *, what: str, how_to: str
+) -> datasets.Dataset:
+    """One split of a hub dataset, or one UserError saying `what` cannot be fetched offline
+    and `how_to` point at a local copy instead."""
+    try:
+        return datasets.load_dataset(repo, config, split=split)
+    except Exception as e:
+        if hub_offline() or isinstance(e, ConnectionError):
+            raise UserError(
+                f"{what} is on the Hugging Face Hub, which cannot be reached (offline)", how_to
+            ) from e
+        raise
+
+
 def load_source(
     src: str,
     *,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import hub_offline, local_copy_dir
+from llmkit.data.sources import load_hub_split, local_copy_dir
 from llmkit.errors import UserError
 
 HUB_ID = "lhoestq/conll2003"
@@ -82,16 +82,14 @@ def load_conll_split(
         return read_conll(path)
     if local_only:
         return None
-    try:
-        dataset = datasets.load_dataset(hub_id or HUB_ID, split=split)
-    except Exception as e:
-        if hub_offline() or isinstance(e, ConnectionError):
-            raise UserError(
-                "ner/conll is on the Hugging Face Hub, which cannot be reached (offline)",
-                "set task.train_file / task.validation_file to CoNLL column files, or "
-                "task.data_dir to a folder with train.txt and valid.txt",
-            ) from e
-        raise
+    dataset = load_hub_split(
+        hub_id or HUB_ID,
+        None,
+        split,
+        what="ner/conll",
+        how_to="set task.train_file / task.validation_file to CoNLL column files, or "
+        "task.data_dir to a folder with train.txt and valid.txt",
+    )
     return hub_tags_as_strings(dataset, hub_id or HUB_ID)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import GLUE_FOLDERS, hub_offline, local_copy_dir
+from llmkit.data.sources import GLUE_FOLDERS, load_hub_split, local_copy_dir
 from llmkit.errors import UserError, did_you_mean
 
 LABEL_COLUMNS = ("label", "Quality", "is_duplicate", "score", "gold_label")
@@ -276,14 +276,12 @@ def load_split(
                 f"no training file for glue/{task.name}", "set task.train_file or task.data_dir"
             )
         return None
-    try:
-        dataset = datasets.load_dataset("nyu-mll/glue", task.name, split=split)
-    except Exception as e:
-        if hub_offline() or isinstance(e, ConnectionError):
-            raise UserError(
-                f"glue/{task.name} is on the Hugging Face Hub, which cannot be reached (offline)",
-                f"point task.data_dir at a folder with train.tsv/dev.tsv, or export "
-                f"LLMKIT_DATA_DIR=ROOT with ROOT/glue/{task.folder}/",
-            ) from e
-        raise
+    dataset = load_hub_split(
+        "nyu-mll/glue",
+        task.name,
+        split,
+        what=f"glue/{task.name}",
+        how_to=f"point task.data_dir at a folder with train.tsv/dev.tsv, or export "
+        f"LLMKIT_DATA_DIR=ROOT with ROOT/glue/{task.folder}/",
+    )
     return dataset.select_columns([*task.fields, "label", "idx"])

@@ -13,22 +13,9 @@ from __future__ import annotations
 
 import datasets
 
-from llmkit.data.sources import hub_offline, load_source
+from llmkit.data.sources import load_hub_split, load_source
 from llmkit.errors import UserError, did_you_mean
 from llmkit.recipe import TaskConfig
-
-
-def _hub_split(spec: TaskConfig, split: str, name: str) -> datasets.Dataset:
-    try:
-        return datasets.load_dataset(spec.dataset, spec.dataset_config, split=split)
-    except Exception as e:
-        if hub_offline() or isinstance(e, ConnectionError):
-            raise UserError(
-                f"{name}: {spec.dataset} is on the Hugging Face Hub, which cannot be reached "
-                "(offline)",
-                "set task.train_file and task.validation_file to local files",
-            ) from e
-        raise
 
 
 def source_and_target(dataset: datasets.Dataset, spec: TaskConfig, *, kind: str, where: str):
@@ -73,7 +60,14 @@ def load_pairs(spec: TaskConfig, split: str, *, kind: str) -> datasets.Dataset |
         dataset, resolved = load_source(file)
         where = resolved.description
     elif spec.dataset:
-        dataset, where = _hub_split(spec, split, name), f"{spec.dataset}:{split}"
+        dataset = load_hub_split(
+            spec.dataset,
+            spec.dataset_config,
+            split,
+            what=f"{name}: {spec.dataset}",
+            how_to="set task.train_file and task.validation_file to local files",
+        )
+        where = f"{spec.dataset}:{split}"
     else:
         return None
     pairs = source_and_target(dataset, spec, kind=kind, where=where)

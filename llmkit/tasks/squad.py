@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from llmkit.data.sources import hub_offline, local_copy_dir
+from llmkit.data.sources import load_hub_split, local_copy_dir
 from llmkit.errors import UserError
 
 HUB_ID = "rajpurkar/squad"
@@ -74,16 +74,14 @@ def load_squad_split(
         return read_squad_json(path)
     if local_only:
         return None
-    try:
-        return datasets.load_dataset(HUB_ID, split=split)
-    except Exception as e:
-        if hub_offline() or isinstance(e, ConnectionError):
-            raise UserError(
-                "qa/squad is on the Hugging Face Hub, which cannot be reached (offline)",
-                "set task.train_file / task.validation_file to SQuAD JSON files, or "
-                "task.data_dir to a folder with train-v1.1.json and dev-v1.1.json",
-            ) from e
-        raise
+    return load_hub_split(
+        HUB_ID,
+        None,
+        split,
+        what="qa/squad",
+        how_to="set task.train_file / task.validation_file to SQuAD JSON files, or "
+        "task.data_dir to a folder with train-v1.1.json and dev-v1.1.json",
+    )
 
 
 @dataclass(frozen=True)

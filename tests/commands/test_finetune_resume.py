@@ -7,24 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import StopAt
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from llmkit.commands.finetune import run_finetune
 from llmkit.recipe import load_recipe
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-
-
-class StopAt(TrainerCallback):
-    """Stands in for a killed job: training ends right after `step`'s checkpoint."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def translation_pairs(folder: Path) -> Path:

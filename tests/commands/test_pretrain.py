@@ -2,14 +2,13 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MODEL, set_args
+from conftest import TINY_MODEL, StopAt, set_args
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoTokenizer,
     BertForPreTraining,
-    TrainerCallback,
     pipeline,
 )
 from typer.testing import CliRunner
@@ -154,17 +153,6 @@ def test_nsp_run_saves_bert_for_pretraining_and_logs_nsp_accuracy(tmp_path):
     assert isinstance(BertForPreTraining.from_pretrained(out), BertForPreTraining)
     state = json.loads((out / "trainer_state.json").read_text())
     assert any("eval_nsp_accuracy" in entry for entry in state["log_history"])
-
-
-class StopAt(TrainerCallback):
-    """Stands in for a killed job: training ends right after `step`'s checkpoint."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 @pytest.mark.parametrize(("command", "recipe"), [("clm", "gpt2-tiny"), ("mlm", "bert-tiny")])
