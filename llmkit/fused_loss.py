@@ -26,6 +26,10 @@ from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
 
 IGNORE_INDEX = -100
 CHUNK_BYTES = 4 * 2**20  # one chunk of fp32 logits: small enough to stay in a CPU's cache
+# Masked LMs score a different number of positions in every batch. Rounded up to a multiple of
+# this, the scored rows take a handful of sizes instead of a new one per step (see
+# `scored_rows`).
+SCORED_ROWS_MULTIPLE = 64
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -95,6 +99,25 @@ def linear_cross_entropy(
     )
 
 
+def scored_rows(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of `hidden` whose label is not IGNORE_INDEX, and their labels, padded with
+    unscored rows (label IGNORE_INDEX) to a multiple of SCORED_ROWS_MULTIPLE.
+
+    Why the padding: selecting exactly the masked rows made every step allocate features, chunk
+    logits and gradients of a size no step had before. glibc's malloc answers such a stream of
+    large, ever-different sizes by raising its mmap threshold and then serving them from a heap
+    it never gives back whole, so a masked-LM run's memory grew with every step (1.5 → 3 GB over
+    a BERT-Mini run; issue 20). Padded rows add nothing to the loss or to any gradient.
+    """
+    flat_labels = labels.reshape(-1)
+    positions = (flat_labels != IGNORE_INDEX).nonzero().squeeze(1)
+    scored = positions.numel()
+    positions = F.pad(positions, (0, -scored % SCORED_ROWS_MULTIPLE))  # padding: row 0 again
+    targets = flat_labels[positions]
+    targets[scored:] = IGNORE_INDEX
+    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions), targets
+
+
 def _causal_lm_forward(self, input_ids=None, labels=None, num_items_in_batch=None, **kwargs):
     if labels is None or not self.training:
         return self._forward_with_logits(
@@ -119,15 +142,15 @@ def _masked_lm_forward(self, input_ids=None, labels=None, next_sentence_label=No
         return self._forward_with_logits(input_ids=input_ids, labels=labels, **extra, **kwargs)
     kwargs.pop("num_items_in_batch", None)  # these models average each batch themselves
     outputs = self.base_model(input_ids=input_ids, **kwargs)
-    masked = labels != IGNORE_INDEX
+    hidden, targets = scored_rows(outputs[0], labels)
     if self.config.model_type == "roberta":
         head = self.lm_head
-        features = head.layer_norm(F.gelu(head.dense(outputs[0][masked])))
+        features = head.layer_norm(F.gelu(head.dense(hidden)))
     else:
         head = self.cls.predictions
-        features = head.transform(outputs[0][masked])
-    total = linear_cross_entropy(features, head.decoder.weight, head.decoder.bias, labels[masked])
-    loss = total / masked.sum()  # CrossEntropyLoss's mean over labelled tokens
+        features = head.transform(hidden)
+    total = linear_cross_entropy(features, head.decoder.weight, head.decoder.bias, targets)
+    loss = total / (labels != IGNORE_INDEX).sum()  # CrossEntropyLoss's mean over labelled tokens
     if nsp:
         nsp_logits = self.cls.seq_relationship(outputs[1])
         loss = loss + F.cross_entropy(nsp_logits.view(-1, 2), next_sentence_label.view(-1))
