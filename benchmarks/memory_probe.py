@@ -10,8 +10,8 @@ optimizer state). Reported per case: the two medians, their ratio, and the peak.
 
 Cases: clm (gpt2-tiny), mlm, mlm-nsp, mlm-wwm (bert-tiny; the same layers, hidden size and
 vocabulary as gpt2-tiny) and finetune-sst2 (glue-sst2 on the mlm case's model). The corpus is
-WikiText-2 valid from ../shared/data when present, else the built-in corpus. Writes
-benchmarks/out/memory.json.
+WikiText-2 valid from ../shared/data when present, else the built-in corpus. Results go
+into benchmarks/out/memory.json (a case run again replaces its entry).
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ def main() -> None:
                 ratio = results[case]["peak_mib"] / results["clm"]["peak_mib"]
                 print(f"peak {case} / peak clm: {ratio:.2f}")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "memory.json").write_text(json.dumps(results, indent=2) + "\n")
+    saved = OUT / "memory.json"  # cases run separately accumulate here
+    previous = json.loads(saved.read_text()) if saved.is_file() else {}
+    saved.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -138,9 +138,17 @@ class DynamicPaddingCollator:
     """Pads each batch to its longest example, as `DataCollatorWithPadding` does, with the
     same outputs; it fills numpy arrays instead of going through `tokenizer.pad` (which
     converts every example), 1.5 → 0.2 ms per batch of 32 SST-2 sentences: a measurable share
-    of fine-tuning a small model on short texts."""
+    of fine-tuning a small model on short texts.
 
-    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+    Lengths are rounded up to a multiple of `pad_to_multiple_of` (DataCollatorWithPadding's
+    option). Why 8: batches of every length from 1 to max_length make each step allocate
+    activations of a size the last did not have, and glibc's malloc then keeps a heap that grows
+    with the steps (SST-2 on bert-tiny: +3.4% RSS from the second to the last quarter of 3,000
+    steps, against +1.1% with multiples of 8; issue 20). Eight is also what GPU tensor cores want.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast, pad_to_multiple_of: int = 8) -> None:
+        self.multiple = pad_to_multiple_of
         self.pad_values = {
             "input_ids": tokenizer.pad_token_id,
             "token_type_ids": tokenizer.pad_token_type_id,
@@ -151,6 +159,7 @@ class DynamicPaddingCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         length = max(len(f["input_ids"]) for f in features)
+        length += -length % self.multiple
         batch: dict[str, torch.Tensor] = {}
         for key in features[0]:
             if key in ("label", "labels", "label_ids"):

@@ -121,10 +121,14 @@ def test_dynamic_padding_equals_transformers_padding_collator(trained_mlm):
     for label, (first, second) in enumerate(pairs):
         encoded = tokenizer(first, second or None)
         features.append({**encoded, "labels": label})
-    expected = DataCollatorWithPadding(tokenizer)([dict(f) for f in features])
-    padded = DynamicPaddingCollator(tokenizer)(features)
-    assert padded.keys() == expected.keys()
-    for key in padded:
-        assert torch.equal(padded[key], expected[key]), key
+    for multiple in (1, 8):
+        expected = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)(
+            [dict(f) for f in features]
+        )
+        padded = DynamicPaddingCollator(tokenizer, pad_to_multiple_of=multiple)(features)
+        assert padded.keys() == expected.keys()
+        for key in padded:
+            assert torch.equal(padded[key], expected[key]), key
+    assert padded["input_ids"].shape[1] % 8 == 0
     scores = [{**f, "labels": float(i) / 3} for i, f in enumerate(features)]  # regression
     assert DynamicPaddingCollator(tokenizer)(scores)["labels"].dtype == torch.float32
