@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import OUT, ROOT, SHARED_DATA
+from benchmarks.harness import OUT, ROOT, SHARED_DATA, status_mib
 
 PRETRAINING = {
     "clm": ("pretrain-clm", "gpt2-tiny", []),
@@ -36,16 +36,6 @@ PRETRAINING = {
 CASES = (*PRETRAINING, "finetune-sst2")
 
 
-def resident_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass  # the process has just ended
-    return None
-
-
 def sample_run(command: list[str], interval: float) -> dict:
     """Run `command`, sampling its RSS; the summary of the samples."""
     started = time.perf_counter()
@@ -53,7 +43,7 @@ def sample_run(command: list[str], interval: float) -> dict:
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     samples: list[float] = []
     while process.poll() is None:
-        rss = resident_mib(process.pid)
+        rss = status_mib("VmRSS", process.pid)
         if rss is not None:
             samples.append(rss)
         time.sleep(interval)
