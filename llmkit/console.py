@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 out = Console(soft_wrap=True)
@@ -34,6 +43,31 @@ def progress_bar() -> Progress:
         transient=True,
         disable=not is_main_process(),
     )
+
+
+@contextmanager
+def stream_progress(description: str, position) -> Iterator[Callable[[], None]]:
+    """A bar for reading a stream: MB read (of the total when known), MB/s and the time left.
+    `position` has `done`, `total` (None: unknown) and `unit` ("bytes" or "rows"); the
+    function yielded redraws the bar from it."""
+    by_bytes = position.unit == "bytes"
+    columns = (
+        (DownloadColumn(binary_units=False), TransferSpeedColumn())
+        if by_bytes
+        else (MofNCompleteColumn(),)
+    )
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        *columns,
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not is_main_process(),
+    )
+    with bar:
+        task = bar.add_task(description, total=position.total)
+        yield lambda: bar.update(task, completed=position.done)
 
 
 def note(message: str) -> None:

@@ -34,14 +34,20 @@ class CleaningConfig(Section):
 
 
 class DataConfig(Section):
-    train: str = "builtin"  # file, folder, known name (wikitext-2, glue/sst2) or `builtin`
+    # a file, folder or glob (.txt/.jsonl/... optionally .gz/.bz2/.zst), a known name
+    # (wikitext-2, glue/sst2), a hub dataset (owner/name) or `builtin`
+    train: str = "builtin"
     validation: str | None = None  # same forms; none: no validation corpus
+    subset: str | None = None  # a hub dataset's configuration (allenai/c4: en)
+    streaming: bool = False  # read through datasets' IterableDataset (hub: no full download)
+    max_tokens: int | None = Field(None, ge=1)  # pack at most this many tokens (whole blocks)
     text_column: str = "text"  # column holding the text in structured sources
     seq_len: int = Field(512, ge=8)  # tokens per packed block
     encode: bool = False  # tokenize: also encode and pack the corpus into seq_len blocks
     local_dir: str | None = None  # local copy of a known name (else $LLMKIT_DATA_DIR/<name>)
     cache_dir: str | None = None  # packed-block cache (else $LLMKIT_CACHE or ~/.cache/llmkit)
     num_proc: int | None = Field(None, ge=1)  # encoding worker processes (default: all cores)
+    shard_mb: float = Field(256, gt=0)  # packed blocks per file of the cache, in MB
     validation_fraction: float = Field(0.05, ge=0, lt=1)  # held out when no validation source
     clean: CleaningConfig = CleaningConfig()
 
@@ -51,6 +57,9 @@ class TokenizerConfig(Section):
     type: Literal["byte-bpe", "bpe", "wordpiece", "unigram"] = "byte-bpe"
     vocab_size: int = Field(8192, ge=64)
     min_frequency: int = Field(2, ge=1)  # merges/pieces seen fewer times are not learned
+    # text drawn evenly across the corpus to train on (bytes; null: all of it), which bounds
+    # the memory of training on a large corpus
+    train_bytes: int | None = Field(1_000_000_000, ge=1)
     # Special tokens and templates: gpt (<|endoftext|>), bert ([CLS] a [SEP] b [SEP]),
     # roberta (<s> a </s></s> b </s>); auto: bert for wordpiece, gpt otherwise.
     style: Literal["auto", "gpt", "bert", "roberta"] = "auto"

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -27,6 +26,7 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from llmkit.data.sampling import Sample
 from llmkit.errors import UserError
 from llmkit.recipe import TokenizerConfig
 
@@ -204,14 +204,11 @@ def train_tokenizer(
 
 
 def train_tokenizer_on(
-    texts: datasets.Dataset, config: TokenizerConfig, *, family: str | None = None
+    sample: Sample, config: TokenizerConfig, *, family: str | None = None
 ) -> PreTrainedTokenizerFast:
-    """Train on a dataset's `text` column, streamed in batches."""
-    batches = (
-        batch.column("text").to_pylist()
-        for batch in texts.with_format("arrow").iter(batch_size=TRAIN_BATCH_ROWS)
-    )
-    return train_tokenizer(batches, config, total_rows=len(texts), family=family)
+    """Train on a sample of a corpus's rows (data/sampling.py), fed in batches."""
+    batches = sample.batches(TRAIN_BATCH_ROWS)
+    return train_tokenizer(batches, config, total_rows=len(sample.rows), family=family)
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:

@@ -27,6 +27,31 @@ def builtin_corpus() -> Path:
     return BUILTIN_CORPUS
 
 
+def read_rows(src: str = "builtin", **data) -> list[str]:
+    """A source's rows as the corpus pipeline streams them (cleaned by the defaults)."""
+    from llmkit.data.corpus import corpus_rows
+    from llmkit.recipe import DataConfig
+
+    stream = corpus_rows(DataConfig(**data), src, split="train", what="read")
+    return [row for batch in stream.batches for row in batch]
+
+
+def pack_rows(rows, tokenizer, seq_len, layout, folder, **options):
+    """Pack `rows` into `folder` in batches of 500; (the memory-mapped blocks, stats)."""
+    import datasets
+
+    from llmkit.data.packing import pack_into_blocks
+
+    batches = (rows[i : i + 500] for i in range(0, len(rows), 500))
+    stats = pack_into_blocks(batches, tokenizer, seq_len, layout, Path(folder), **options)
+    return datasets.load_from_disk(str(folder)), stats
+
+
+@pytest.fixture(scope="session")
+def builtin_rows() -> list[str]:
+    return read_rows()
+
+
 @pytest.fixture(scope="session")
 def wikitext_raw_test() -> Path:
     """WikiText-2 raw test rows: the whole split when ../shared/data has it, else a slice."""

@@ -23,7 +23,7 @@ from transformers import (
 )
 
 from llmkit.data.collators import build_collator, mask_once
-from llmkit.data.corpus import TextCorpus, load_text_corpus, packed_blocks
+from llmkit.data.corpus import TextSample, packed_blocks, tokenizer_sample
 from llmkit.errors import UserError
 from llmkit.fast_path import prepare_for_training
 from llmkit.metrics import language_model_metrics, summarize_predictions
@@ -92,14 +92,14 @@ def _check_objective(recipe: Recipe, objective: Objective) -> bool:
     return nsp
 
 
-def _tokenizer(recipe: Recipe, corpus: TextCorpus | None) -> PreTrainedTokenizerFast:
+def _tokenizer(recipe: Recipe, corpus: TextSample | None) -> PreTrainedTokenizerFast:
     trust = recipe.model.trust_remote_code
     if recipe.tokenizer.path:
         return load_tokenizer(recipe.tokenizer.path, trust_remote_code=trust)
     if recipe.model.path:
         return load_tokenizer(recipe.model.path, trust_remote_code=trust)
     assert corpus is not None
-    return train_tokenizer_on(corpus.texts, recipe.tokenizer, family=recipe.model.family)
+    return train_tokenizer_on(corpus.sample, recipe.tokenizer, family=recipe.model.family)
 
 
 def _check_tokenizer(tokenizer: PreTrainedTokenizerFast, objective: Objective) -> None:
@@ -161,11 +161,11 @@ def prepare_data(
     objective: Objective,
     layout: str,
     tokenizer: PreTrainedTokenizerFast,
-    corpus: TextCorpus | None,
+    corpus: TextSample | None,
 ) -> PretrainingData:
     data, seed = recipe.data, recipe.seed
     train = packed_blocks(
-        data, data.train, tokenizer, layout, split="train", corpus=corpus, seed=seed
+        data, data.train, tokenizer, layout, split="train", reuse=corpus, seed=seed
     )
     if data.validation:
         validation = packed_blocks(
@@ -250,14 +250,14 @@ def run_pretrain(
     if recipe.model.path:
         require_model_dir(recipe.model.path, "model.path")
 
-    # The corpus is read here only when a tokenizer must be trained on it; packed_blocks reads
-    # it again only when its blocks are not cached yet. Under torchrun/accelerate the main
-    # process prepares the data first and the others then find it in the cache, so a large
-    # corpus is encoded once.
+    # The corpus is sampled here only when a tokenizer must be trained on it; packed_blocks
+    # reads it (again, unless the sample held all of it) only when its blocks are not cached
+    # yet. Under torchrun/accelerate the main process prepares the data first and the others
+    # then map the same cached shards, so a large corpus is encoded once.
     with main_processes_first():
         needs_training = not (recipe.tokenizer.path or recipe.model.path)
         corpus = (
-            load_text_corpus(recipe.data, recipe.data.train, split="train")
+            tokenizer_sample(recipe.data, recipe.tokenizer.train_bytes, seed=recipe.seed)
             if needs_training
             else None
         )

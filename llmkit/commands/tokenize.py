@@ -6,7 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmkit.data.corpus import load_text_corpus, measure_corpus, packed_blocks
+from llmkit.data.corpus import (
+    cache_disk_mib,
+    measure_corpus,
+    packed_blocks,
+    peak_memory_mib,
+    tokenizer_sample,
+)
 from llmkit.recipe import Recipe
 from llmkit.rundir import check_output_dir, claim_output_dir, save_metrics, save_recipe, write_card
 from llmkit.tokenizer import load_tokenizer, resolve_style, save_tokenizer, train_tokenizer_on
@@ -18,13 +24,14 @@ def run_tokenize(
     """Train (or load) the recipe's tokenizer, save it with its stats; returns the summary."""
     run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
     check_output_dir(run_dir, overwrite=overwrite)
-    corpus = load_text_corpus(recipe.data, recipe.data.train, split="train")
 
     started = time.perf_counter()
+    corpus = None
     if recipe.tokenizer.path:
         tokenizer = load_tokenizer(recipe.tokenizer.path)
     else:
-        tokenizer = train_tokenizer_on(corpus.texts, recipe.tokenizer)
+        corpus = tokenizer_sample(recipe.data, recipe.tokenizer.train_bytes, seed=recipe.seed)
+        tokenizer = train_tokenizer_on(corpus.sample, recipe.tokenizer)
     train_seconds = time.perf_counter() - started
 
     layout = "mlm" if tokenizer.cls_token_id is not None else "clm"
@@ -38,15 +45,16 @@ def run_tokenize(
         ),
         "vocab_size": len(tokenizer),
         "train_seconds": round(train_seconds, 3),
-        **corpus.cleaning.as_dict(),
+        **(corpus.summary() if corpus else {}),
     }
     # Packing writes only to the block cache, and may still find a user error (a corpus too
     # small for one block), so it happens before the run directory is claimed.
     if recipe.data.encode:
         packed = packed_blocks(
-            recipe.data, recipe.data.train, tokenizer, layout, split="train", corpus=corpus
+            recipe.data, recipe.data.train, tokenizer, layout, split="train", reuse=corpus
         )
         stats = packed.stats
+        cleaning = corpus.cleaning if corpus else packed.cleaning  # None: blocks were cached
         metrics.update(
             blocks=stats.blocks,
             seq_len=recipe.data.seq_len,
@@ -54,6 +62,7 @@ def run_tokenize(
             blocks_path=packed.path,
             blocks_reused=packed.reused,
             dropped_tokens=stats.dropped_tokens,
+            blocks_disk_mib=cache_disk_mib(packed.path),
         )
         if recipe.data.validation:
             validation = packed_blocks(
@@ -63,7 +72,8 @@ def run_tokenize(
                 validation_blocks=validation.stats.blocks, validation_blocks_path=validation.path
             )
     else:
-        stats = measure_corpus(corpus, tokenizer, recipe.data)
+        stats, cleaning = measure_corpus(recipe.data, tokenizer, reuse=corpus)
+    metrics.update(**(cleaning.as_dict() if cleaning else {}))
     metrics.update(
         documents=stats.documents,
         characters=stats.characters,
@@ -71,6 +81,7 @@ def run_tokenize(
         chars_per_token=round(stats.chars_per_token, 4),
         unknown_rate=stats.unknown_rate,
         encode_mb_per_s=round(stats.megabytes_per_second, 3),
+        peak_rss_mib=peak_memory_mib(),
     )
 
     claim_output_dir(run_dir, overwrite=overwrite)

@@ -10,13 +10,13 @@ segment (label 0, "is next"), the other half get a segment drawn from another do
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 
 import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerFast
 
-from llmkit.data.packing import EncodeStats, encode_chunks
+from llmkit.data.packing import EncodeStats, encode_batches
 from llmkit.errors import UserError
 
 IS_NEXT, RANDOM_NEXT = 0, 1
@@ -31,13 +31,12 @@ def _segments(doc: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def build_sentence_pairs(
-    texts: datasets.Dataset,
+    batches: Iterable[list[str]],
     tokenizer: PreTrainedTokenizerFast,
     seq_len: int,
     *,
     seed: int,
     num_proc: int | None = None,
-    on_rows: Callable[[int], None] | None = None,
 ) -> tuple[datasets.Dataset, EncodeStats]:
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise UserError("next-sentence prediction needs a tokenizer with [CLS] and [SEP]")
@@ -45,7 +44,7 @@ def build_sentence_pairs(
     size = (seq_len - 3) // 2
     stats = EncodeStats()
     documents: list[list[np.ndarray]] = []
-    for chunk in encode_chunks(texts, tokenizer, [], num_proc=num_proc, on_rows=on_rows):
+    for chunk in encode_batches(batches, tokenizer, [], num_proc=num_proc):
         stats.add(chunk.stats)
         for doc in np.split(chunk.ids, np.cumsum(chunk.doc_lengths)[:-1]):
             segments = _segments(doc, size)

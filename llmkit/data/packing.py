@@ -1,4 +1,4 @@
-"""Encode a text corpus and pack it into fixed-length blocks, cached by fingerprint.
+"""Encode a stream of text and pack it into fixed-length blocks, cached by fingerprint.
 
 Layouts:
   clm  documents joined with EOS into one stream, cut into seq_len blocks (no padding)
@@ -6,10 +6,11 @@ Layouts:
   nsp  sentence pairs for next-sentence prediction (see nsp.py)
 
 Encoding runs through the Rust tokenizer's batch encoder (in forked workers for large
-corpora) and packing through numpy. Only the final partial
-block is dropped. A packed corpus is saved with `save_to_disk` under a folder named by the
-fingerprint of everything that shapes it (corpus, cleaning, tokenizer, seq_len, layout); the
-next run with the same inputs loads it instead of encoding again.
+corpora) and packing through numpy, a chunk at a time: blocks are written to Arrow shards
+(shards.py) as they fill, so memory does not depend on the corpus. Only the final partial
+block is dropped. A packed corpus lives in a cache folder named by the fingerprint of
+everything that shapes it (corpus, cleaning, tokenizer, seq_len, layout, max_tokens); the
+next run with the same inputs maps it instead of encoding again.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import chain
@@ -31,15 +32,14 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets.table import InMemoryTable
 from transformers import PreTrainedTokenizerFast
 
+from llmkit.data.shards import STATS_FILE, ShardWriter
 from llmkit.errors import UserError
 
 Layout = Literal["clm", "mlm", "nsp"]
 # Bump when the packed format changes, so that old cache entries are not reused.
-PACKING_VERSION = 1
-STATS_FILE = "llmkit_stats.json"
+PACKING_VERSION = 2  # 2: shards written as they fill, uint16 ids where the vocabulary allows
 
 
 @dataclass
@@ -78,31 +78,35 @@ class EncodeStats:
         }
 
 
-# Rows per unit of work: one Rust batch call in-process, one task for a worker process.
-CHUNK_ROWS = 20_000
-# Below this many rows, starting worker processes costs more than it saves.
-PARALLEL_MIN_ROWS = 50_000
+# Characters of text per unit of work: one Rust batch call in-process, one task for a worker.
+CHUNK_CHARS = 2_000_000
+# Tasks handed to each worker ahead of the one being collected: enough to keep every core
+# busy, few enough that memory does not depend on the corpus.
+TASKS_AHEAD = 2
 
 # What forked workers read: set in the parent just before the pool starts, inherited by fork
-# (pickling a dataset or tokenizer into every task would copy them again and again).
+# (pickling the tokenizer into every task would copy it again and again).
 _shared: dict = {}
 
 
 @dataclass
 class EncodedChunk:
-    ids: np.ndarray  # int32: the chunk's documents, each followed by the separator ids
+    ids: np.ndarray  # the chunk's documents, each followed by the separator ids
     doc_lengths: np.ndarray  # tokens of each document, separators included
     stats: EncodeStats
 
 
-def _encode_chunk(bounds: tuple[int, int]) -> EncodedChunk:
-    """Token ids of rows [start, end), each document followed by the separator ids."""
-    texts, tokenizer, after_doc = _shared["texts"], _shared["tokenizer"], _shared["after_doc"]
-    column = texts.with_format("arrow")[bounds[0] : bounds[1]].column("text")
-    encodings = tokenizer.backend_tokenizer.encode_batch_fast(
-        column.to_pylist(), add_special_tokens=False
-    )
+def token_dtype(tokenizer: PreTrainedTokenizerFast) -> np.dtype:
+    """uint16 when every id fits (vocabularies up to 65,536 entries), else uint32."""
+    return np.dtype(np.uint16 if len(tokenizer) <= 1 << 16 else np.uint32)
+
+
+def _encode_texts(texts: list[str]) -> EncodedChunk:
+    """Token ids of `texts`, each document followed by the separator ids."""
+    tokenizer, after_doc = _shared["tokenizer"], _shared["after_doc"]
+    encodings = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
     ids = [e.ids for e in encodings]
+    column = pa.array(texts, type=pa.large_string())
     stats = EncodeStats(
         documents=len(ids),
         characters=pc.sum(pc.utf8_length(column)).as_py() or 0,
@@ -116,46 +120,59 @@ def _encode_chunk(bounds: tuple[int, int]) -> EncodedChunk:
     for doc in ids:
         doc.extend(after_doc)
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+    flat = np.fromiter(chain.from_iterable(ids), dtype=_shared["dtype"], count=int(lengths.sum()))
     return EncodedChunk(flat, lengths, stats)
 
 
-def _worker_count(rows: int, num_proc: int | None) -> int:
-    wanted = num_proc or os.cpu_count() or 1
-    if wanted <= 1 or rows < PARALLEL_MIN_ROWS or "fork" not in mp.get_all_start_methods():
-        return 1
-    return min(wanted, -(-rows // CHUNK_ROWS))
+def _chunks(batches: Iterable[list[str]]) -> Iterator[list[str]]:
+    """Batches regrouped into lists of about CHUNK_CHARS characters."""
+    chunk: list[str] = []
+    size = 0
+    for batch in batches:
+        for text in batch:
+            chunk.append(text)
+            size += len(text)
+            if size >= CHUNK_CHARS:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
-def encode_chunks(
-    texts: datasets.Dataset,
+def encode_batches(
+    batches: Iterable[list[str]],
     tokenizer: PreTrainedTokenizerFast,
     after_doc: list[int],
     *,
     num_proc: int | None = None,
-    on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[EncodedChunk]:
-    """Encoded chunks of the corpus, in corpus order.
+    """Encoded chunks of a stream of text batches, in order, with bounded memory.
 
-    One process: the Rust batch encoder already uses every core. Several (large corpora):
-    forked workers each encode contiguous rows, which also spreads the Python-side work
-    (turning encodings into arrays) that a single process would do on one core.
+    A corpus of one chunk is encoded in-process (the Rust batch encoder uses every core).
+    Larger ones go to forked workers that each encode whole chunks on one thread, which
+    also spreads the Python-side work (turning encodings into arrays) that a single process
+    would do on one core; at most TASKS_AHEAD chunks per worker are in flight.
     """
-    bounds = [(i, min(i + CHUNK_ROWS, len(texts))) for i in range(0, len(texts), CHUNK_ROWS)]
-    workers = _worker_count(len(texts), num_proc)
-    _shared.update(texts=texts, tokenizer=tokenizer, after_doc=after_doc)
+    chunks = _chunks(batches)
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    workers = num_proc or os.cpu_count() or 1
+    _shared.update(tokenizer=tokenizer, after_doc=after_doc, dtype=token_dtype(tokenizer))
     try:
-        if workers == 1:
-            for start_end in bounds:
-                yield _encode_chunk(start_end)
-                if on_rows is not None:
-                    on_rows(start_end[1] - start_end[0])
+        if second is None or workers == 1 or "fork" not in mp.get_all_start_methods():
+            for chunk in chain([first], [second] if second else [], chunks):
+                yield _encode_texts(chunk)
             return
         with _single_threaded_tokenizers(), mp.get_context("fork").Pool(workers) as pool:
-            for start_end, result in zip(bounds, pool.imap(_encode_chunk, bounds), strict=True):
-                yield result
-                if on_rows is not None:
-                    on_rows(start_end[1] - start_end[0])
+            pending: deque = deque()
+            for chunk in chain([first, second], chunks):
+                pending.append(pool.apply_async(_encode_texts, (chunk,)))
+                if len(pending) > TASKS_AHEAD * workers:
+                    yield pending.popleft().get()
+            while pending:
+                yield pending.popleft().get()
     finally:
         _shared.clear()
 
@@ -175,11 +192,13 @@ def _single_threaded_tokenizers() -> Iterator[None]:
             os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
-def count_tokens(texts, tokenizer, *, num_proc=None, on_rows=None) -> EncodeStats:
+def count_tokens(
+    batches: Iterable[list[str]], tokenizer: PreTrainedTokenizerFast, *, num_proc=None
+) -> EncodeStats:
     """Encode the corpus once only to measure it (tokens, unknown rate, throughput)."""
     started = time.perf_counter()
     total = EncodeStats()
-    for chunk in encode_chunks(texts, tokenizer, [], num_proc=num_proc, on_rows=on_rows):
+    for chunk in encode_batches(batches, tokenizer, [], num_proc=num_proc):
         total.add(chunk.stats)
     total.seconds = time.perf_counter() - started
     return total
@@ -205,48 +224,68 @@ def _separator_ids(
     return [sep_id], [cls_id], [sep_id]
 
 
+def block_features(seq_len: int, tokenizer: PreTrainedTokenizerFast) -> datasets.Features:
+    value = datasets.Value(token_dtype(tokenizer).name)
+    return datasets.Features({"input_ids": datasets.List(value, length=seq_len)})
+
+
 def pack_into_blocks(
-    texts: datasets.Dataset,
+    batches: Iterable[list[str]],
     tokenizer: PreTrainedTokenizerFast,
     seq_len: int,
     layout: Layout,
+    folder: Path,
     *,
     num_proc: int | None = None,
-    on_rows: Callable[[int], None] | None = None,
-) -> tuple[datasets.Dataset, EncodeStats]:
-    """Encode `texts` (a dataset with a `text` column) and cut the stream into blocks."""
+    max_tokens: int | None = None,
+    shard_bytes: int = 256 << 20,
+) -> EncodeStats:
+    """Encode a stream of text batches and write it to `folder` as blocks, as they fill.
+
+    `max_tokens` stops once that many tokens (whole blocks) are written; the rest of the
+    stream is not read. Only the final partial block is dropped.
+    """
     after_doc, head, tail = _separator_ids(tokenizer, layout)
     body = seq_len - len(head) - len(tail)
+    limit = max_tokens // seq_len if max_tokens else None
+    if limit == 0:
+        raise UserError(
+            f"data.max_tokens ({max_tokens:,}) is less than one block of {seq_len} tokens",
+            "raise data.max_tokens or lower data.seq_len",
+        )
     started = time.perf_counter()
     stats = EncodeStats()
-    pieces: list[np.ndarray] = []
-    carry = np.empty(0, dtype=np.int32)
-    for chunk in encode_chunks(texts, tokenizer, after_doc, num_proc=num_proc, on_rows=on_rows):
+    writer = ShardWriter(folder, block_features(seq_len, tokenizer), shard_bytes)
+    carry = np.empty(0, dtype=token_dtype(tokenizer))
+    for chunk in encode_batches(batches, tokenizer, after_doc, num_proc=num_proc):
         stats.add(chunk.stats)
         stream = np.concatenate([carry, chunk.ids])
-        usable = len(stream) - len(stream) % body
-        pieces.append(stream[:usable])
-        carry = stream[usable:]
+        count = len(stream) // body
+        if limit is not None:
+            count = min(count, limit - writer.rows)
+        blocks, carry = stream[: count * body].reshape(count, body), stream[count * body :]
+        if head or tail:
+            blocks = np.hstack(
+                [
+                    np.tile(np.array(head, blocks.dtype), (count, 1)),
+                    blocks,
+                    np.tile(np.array(tail, blocks.dtype), (count, 1)),
+                ]
+            )
+        flat = pa.array(blocks.reshape(-1))
+        writer.write(pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(flat, seq_len)}))
+        if limit is not None and writer.rows >= limit:
+            break
     stats.dropped_tokens = len(carry)
-    blocks = np.concatenate(pieces).reshape(-1, body)
-    if head or tail:
-        n = len(blocks)
-        blocks = np.hstack(
-            [
-                np.full((n, len(head)), head, np.int32),
-                blocks,
-                np.full((n, len(tail)), tail, np.int32),
-            ]
-        )
-    stats.blocks = len(blocks)
+    stats.blocks = writer.rows
     if stats.blocks == 0:
         raise UserError(
             f"the corpus ({stats.tokens:,} tokens) is too small for one block of {seq_len} tokens",
             "use more text or a smaller data.seq_len",
         )
-    column = pa.FixedSizeListArray.from_arrays(pa.array(blocks.reshape(-1)), seq_len)
+    writer.finish()
     stats.seconds = time.perf_counter() - started
-    return datasets.Dataset(InMemoryTable(pa.table({"input_ids": column}))), stats
+    return stats
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
@@ -270,6 +309,7 @@ def default_cache_dir(configured: str | None) -> Path:
 def load_cached_blocks(
     cache_dir: Path, fingerprint: str
 ) -> tuple[datasets.Dataset, EncodeStats] | None:
+    """A complete cache entry, memory-mapped; None when there is none."""
     folder = cache_dir / "blocks" / fingerprint
     stats_file = folder / STATS_FILE
     if not stats_file.is_file():  # written last: its presence means the entry is complete
@@ -277,19 +317,6 @@ def load_cached_blocks(
     return datasets.load_from_disk(str(folder)), EncodeStats(**json.loads(stats_file.read_text()))
 
 
-def save_cached_blocks(
-    cache_dir: Path, fingerprint: str, blocks: datasets.Dataset, stats: EncodeStats
-) -> Path:
-    """Write to a temporary folder and rename, so an entry is either complete or absent."""
-    final = cache_dir / "blocks" / fingerprint
-    staging = final.with_name(f".{fingerprint}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    blocks.save_to_disk(str(staging))
-    (staging / STATS_FILE).write_text(json.dumps(asdict(stats)))
-    if final.exists() and not (final / STATS_FILE).is_file():
-        shutil.rmtree(final, ignore_errors=True)  # left by a run killed before renaming
-    try:
-        staging.rename(final)
-    except OSError:  # another process finished the same entry first
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+def write_stats(folder: Path, stats: EncodeStats) -> None:
+    """The last file of a cache entry: its presence marks the entry complete."""
+    (folder / STATS_FILE).write_text(json.dumps(asdict(stats)))

@@ -1,16 +1,23 @@
 """Data sources: turn a recipe's SRC string into a `datasets.Dataset`.
 
-SRC is a local file or folder, a `save_to_disk` folder, a known name (`wikitext-2`,
-`wikitext-103`, `glue/<task>`) resolved to the Hugging Face Hub or to a local copy, or
-`builtin` (the small corpus shipped inside the package). Every way of failing that the user
-can cause ends in a `UserError` that says what to do.
+SRC is a local file, a folder (searched recursively) or a glob of files, each optionally
+compressed (`.gz`, `.bz2`, `.zst`); a `save_to_disk` folder; a known name (`wikitext-2`,
+`wikitext-103`, `glue/<task>`) resolved to the Hugging Face Hub or to a local copy; a hub
+dataset repository (`owner/name`, e.g. `allenai/c4`); or `builtin` (the small corpus shipped
+inside the package). Every way of failing that the user can cause ends in a `UserError` that
+says what to do. Large corpora are read as streams (streams.py); this module decides only
+where the rows are.
 """
 
 from __future__ import annotations
 
+import glob
+import gzip
 import hashlib
 import json
 import os
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +38,28 @@ LOCAL_FORMATS: dict[str, tuple[str, dict]] = {
     ".tsv": ("csv", {"sep": "\t"}),
     ".parquet": ("parquet", {}),
 }
+
+# Compressed files are named by their content's ending plus one of these (`a.jsonl.zst`).
+COMPRESSIONS = (".gz", ".bz2", ".zst")
+# `owner/name` of a hub dataset repository (checked only when no such local path exists).
+HUB_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def file_format(path: Path) -> str | None:
+    """The ending that names a file's format, compression ignored (`a.jsonl.gz` → `.jsonl`);
+    None when llmkit cannot read it."""
+    suffixes = path.suffixes
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    ending = suffixes[-1] if suffixes else ""
+    return ending if ending in LOCAL_FORMATS else None
+
+
+def compression_of(path: Path) -> str | None:
+    return path.suffix if path.suffix in COMPRESSIONS else None
+
+
+SUPPORTED = f"{', '.join(LOCAL_FORMATS)}, each optionally {'/'.join(COMPRESSIONS)}"
 
 # A split as users name it → the words files use for it.
 SPLIT_FILE_STEMS = {
@@ -100,7 +129,19 @@ class ResolvedSource:
     saved_dataset: Path | None = None
 
     @property
+    def format(self) -> str | None:
+        """The files' format ending (`.txt`, `.jsonl`, ...); None for hub and saved datasets."""
+        return file_format(self.files[0]) if self.files else None
+
+    @property
+    def total_bytes(self) -> int | None:
+        """Bytes on disk (compressed where compressed); None when not known in advance."""
+        return sum(f.stat().st_size for f in self.files) if self.files else None
+
+    @property
     def fingerprint(self) -> str:
+        """Paths, sizes and modification times (no read of the contents); a hub dataset's
+        repository, subset and split."""
         if self.hub is not None:
             key: object = [self.hub.repo, self.hub.config, self.description]
         else:
@@ -113,17 +154,35 @@ def _is_saved_dataset(folder: Path) -> bool:
     return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
 
 
-def _files_in(folder: Path) -> tuple[Path, ...]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in LOCAL_FORMATS)
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _data_files(candidates: list[Path], where: str) -> tuple[Path, ...]:
+    """The readable data files among `candidates`, in path order, all of one format."""
+    files = sorted(p for p in candidates if p.is_file() and file_format(p) is not None)
     if not files:
-        raise UserError(
-            f"folder {folder} holds no data files",
-            f"supported endings: {', '.join(LOCAL_FORMATS)}",
-        )
-    builders = {LOCAL_FORMATS[p.suffix][0] for p in files}
+        raise UserError(f"{where} holds no data files", f"supported endings: {SUPPORTED}")
+    builders = {LOCAL_FORMATS[file_format(p)][0] for p in files}
     if len(builders) > 1:
-        raise UserError(f"folder {folder} mixes formats ({', '.join(sorted(builders))})")
+        raise UserError(f"{where} mixes formats ({', '.join(sorted(builders))})")
     return tuple(files)
+
+
+def _files_in(folder: Path) -> tuple[Path, ...]:
+    """Every data file under `folder`, subfolders included, hidden ones skipped."""
+    found = [p for p in folder.rglob("*") if not _is_hidden(p, folder)]
+    return _data_files(found, f"folder {folder}")
+
+
+def _files_matching(pattern: str) -> tuple[Path, ...]:
+    matches = [Path(p) for p in glob.glob(pattern, recursive=True)]
+    if not matches:
+        raise UserError(
+            f"the pattern '{pattern}' matches no files",
+            "check the path; `**` matches any number of folders",
+        )
+    return _data_files(matches, f"the pattern '{pattern}'")
 
 
 def local_copy_dir(
@@ -155,9 +214,10 @@ def _split_file(folder: Path, patterns: tuple[str, ...], split: str) -> Path:
 
 
 def resolve_source(
-    src: str, *, split: str = "train", local_dir: str | None = None
+    src: str, *, split: str = "train", local_dir: str | None = None, subset: str | None = None
 ) -> ResolvedSource:
-    """Decide where SRC's rows come from, without reading them yet."""
+    """Decide where SRC's rows come from, without reading them yet. `subset` names the
+    configuration of a hub repository (`en` for allenai/c4)."""
     if src == "builtin":
         return ResolvedSource("builtin (WikiText-2 valid)", files=(BUILTIN_CORPUS,))
     known = known_source(src)
@@ -168,42 +228,62 @@ def resolve_source(
             file = _split_file(local, hub.local_patterns, split)
             return ResolvedSource(f"{src} ({file})", files=(file,))
         return ResolvedSource(f"{src}:{split}", hub=hub)
+    if glob.has_magic(src):
+        return ResolvedSource(src, files=_files_matching(src))
     path = Path(src)
     if path.is_dir():
         if _is_saved_dataset(path):
             return ResolvedSource(str(path), saved_dataset=path)
         return ResolvedSource(str(path), files=_files_in(path))
     if path.is_file():
-        if path.suffix not in LOCAL_FORMATS:
+        if file_format(path) is None:
             raise UserError(
-                f"data file {path} has an unsupported ending '{path.suffix}'",
-                f"supported endings: {', '.join(LOCAL_FORMATS)}",
+                f"data file {path} has an unsupported ending '{''.join(path.suffixes)}'",
+                f"supported endings: {SUPPORTED}",
             )
         return ResolvedSource(str(path), files=(path,))
-    names = ["builtin", *KNOWN_SOURCES, "glue/<task>"]
+    if HUB_REPO.match(src) and file_format(path) is None:
+        hub = HubDataset(src, subset, ())
+        return ResolvedSource(f"{src}{f' ({subset})' if subset else ''}:{split}", hub=hub)
+    names = ["builtin", *KNOWN_SOURCES, "glue/<task>", "<owner>/<hub dataset>"]
     raise UserError(
         f"data source '{src}' is neither an existing file or folder nor a known name"
         f"{did_you_mean(src, names)}",
-        f"known names: {', '.join(names)}; or give a path to a file or folder",
+        f"known names: {', '.join(names)}; or give a path to a file, folder or glob",
     )
 
 
-def _load_files(files: tuple[Path, ...], num_proc: int | None) -> datasets.Dataset:
-    builder, options = LOCAL_FORMATS[files[0].suffix]
+def load_files(
+    files: tuple[Path, ...], *, num_proc: int | None = None, streaming: bool = False
+) -> datasets.Dataset | datasets.IterableDataset:
+    """Local files through their datasets builder; `streaming` reads them as a stream (no
+    Arrow copy in the datasets cache)."""
+    builder, options = LOCAL_FORMATS[file_format(files[0])]
     try:
         return datasets.load_dataset(
             builder,
             data_files=[str(f) for f in files],
             split="train",
-            num_proc=num_proc if num_proc and len(files) > 1 else None,
+            streaming=streaming,
+            num_proc=num_proc if num_proc and len(files) > 1 and not streaming else None,
             **options,
         )
     except Exception as e:  # datasets wraps the real cause; find and name it
-        raise _explain_load_failure(files, e) from e
+        raise explain_read_failure(files, e) from e
 
 
-def _explain_load_failure(files: tuple[Path, ...], error: Exception) -> Exception:
-    """datasets wraps the real cause of a failed load; find it and say it plainly."""
+def _is_corrupt_compression(error: BaseException) -> bool:
+    """gzip, bz2 and zstd's ways of saying a file is damaged or cut short."""
+    if isinstance(error, EOFError | zlib.error | gzip.BadGzipFile):
+        return True
+    if type(error).__name__ == "ZstdError":
+        return True
+    return isinstance(error, OSError) and "invalid data stream" in str(error).lower()
+
+
+def explain_read_failure(files: tuple[Path, ...], error: BaseException) -> BaseException:
+    """datasets (and decompressors) wrap the real cause of a failed read; find it and say it
+    plainly."""
     where = files[0] if len(files) == 1 else f"{files[0].parent} ({len(files)} files)"
     cause: BaseException | None = error
     seen: set[int] = set()
@@ -215,6 +295,11 @@ def _explain_load_failure(files: tuple[Path, ...], error: Exception) -> Exceptio
                 "decoded): is it a binary file?",
                 "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or remove it",
             )
+        if _is_corrupt_compression(cause):
+            return UserError(
+                f"{where} is corrupt or truncated ({type(cause).__name__}: {cause})",
+                "download or compress it again; `gzip -t` / `zstd -t` / `bzip2 -t` test a file",
+            )
         if type(cause).__name__ == "SchemaInferenceError":
             return UserError(f"{where} is empty", "give a file with at least one row of text")
         if type(cause).__module__.split(".")[0] in ("pyarrow", "pandas", "json"):
@@ -223,14 +308,19 @@ def _explain_load_failure(files: tuple[Path, ...], error: Exception) -> Exceptio
     return error
 
 
-def _load_hub(hub: HubDataset, split: str, src: str) -> datasets.Dataset:
-    folder_name = known_source(src)[0]
+def load_hub(
+    hub: HubDataset, split: str, src: str, *, streaming: bool = False
+) -> datasets.Dataset | datasets.IterableDataset:
+    known = known_source(src)
     how_to = (
         f"point at a local copy: --set data.local_dir=DIR, or export LLMKIT_DATA_DIR=ROOT "
-        f"with ROOT/{folder_name}/ holding the split files"
+        f"with ROOT/{known[0]}/ holding the split files"
+        if known
+        else "go online (unset HF_HUB_OFFLINE), or download its files and give their folder "
+        "or a glob"
     )
     try:
-        return datasets.load_dataset(hub.repo, hub.config, split=split)
+        return datasets.load_dataset(hub.repo, hub.config, split=split, streaming=streaming)
     except ValueError as e:
         if "split" in str(e).lower():
             raise UserError(f"{src} has no split '{split}': {e}") from e
@@ -242,7 +332,22 @@ def _load_hub(hub: HubDataset, split: str, src: str) -> datasets.Dataset:
                 "reached (offline)",
                 how_to,
             ) from e
+        if type(e).__name__ in ("DatasetNotFoundError", "RepositoryNotFoundError"):
+            raise UserError(
+                f"'{src}' is neither a local path nor a dataset on the Hugging Face Hub",
+                "check the spelling, or give a path to a file, folder or glob",
+            ) from e
         raise
+
+
+def load_saved(folder: Path, split: str) -> datasets.Dataset:
+    """A `save_to_disk` folder, memory-mapped; a DatasetDict gives its `split`."""
+    loaded = datasets.load_from_disk(str(folder))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise UserError(f"{folder} has no split '{split}'{did_you_mean(split, loaded)}")
+        loaded = loaded[split]
+    return loaded
 
 
 def load_hub_split(
@@ -267,21 +372,15 @@ def load_source(
     local_dir: str | None = None,
     num_proc: int | None = None,
 ) -> tuple[datasets.Dataset, ResolvedSource]:
-    """Read SRC's rows as a `datasets.Dataset` (every column kept)."""
+    """Read SRC's rows as a `datasets.Dataset` (every column kept), for sources small enough
+    to prepare whole (evaluation and fine-tuning sets); corpora are streamed (streams.py)."""
     resolved = resolve_source(src, split=split, local_dir=local_dir)
     if resolved.hub is not None:
-        dataset = _load_hub(resolved.hub, split, src)
+        dataset = load_hub(resolved.hub, split, src)
     elif resolved.saved_dataset is not None:
-        loaded = datasets.load_from_disk(str(resolved.saved_dataset))
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise UserError(
-                    f"{resolved.saved_dataset} has no split '{split}'{did_you_mean(split, loaded)}"
-                )
-            loaded = loaded[split]
-        dataset = loaded
+        dataset = load_saved(resolved.saved_dataset, split)
     else:
-        dataset = _load_files(resolved.files, num_proc)
+        dataset = load_files(resolved.files, num_proc=num_proc)
     if len(dataset) == 0:
         raise UserError(f"data source {resolved.description} is empty")
     return dataset, resolved

@@ -1,28 +1,30 @@
 import numpy as np
 import pytest
 import torch
+from conftest import pack_rows
 
 from llmkit.data.collators import build_collator, mask_once
-from llmkit.data.corpus import load_text_corpus
 from llmkit.data.nsp import IS_NEXT, RANDOM_NEXT, build_sentence_pairs
-from llmkit.data.packing import encode_chunks, pack_into_blocks
-from llmkit.recipe import DataConfig, ObjectiveConfig, TokenizerConfig
+from llmkit.data.packing import encode_batches
+from llmkit.data.sampling import Sample
+from llmkit.recipe import ObjectiveConfig, TokenizerConfig
 from llmkit.tokenizer import train_tokenizer_on
 
 
 @pytest.fixture(scope="module")
-def texts():
-    return load_text_corpus(DataConfig(), "builtin", split="train").texts
+def texts(builtin_rows):
+    return builtin_rows
 
 
 @pytest.fixture(scope="module")
 def wordpiece(texts):
-    return train_tokenizer_on(texts, TokenizerConfig(type="wordpiece", vocab_size=2000))
+    sample = Sample(texts, 0, True)
+    return train_tokenizer_on(sample, TokenizerConfig(type="wordpiece", vocab_size=2000))
 
 
 @pytest.fixture(scope="module")
-def blocks(texts, wordpiece):
-    return pack_into_blocks(texts, wordpiece, 128, "mlm")[0]
+def blocks(texts, wordpiece, tmp_path_factory):
+    return pack_rows(texts, wordpiece, 128, "mlm", tmp_path_factory.mktemp("blocks") / "b")[0]
 
 
 def masked_batches(collator, blocks, count=40, size=32):
@@ -84,13 +86,13 @@ def test_evaluation_masks_are_drawn_once_and_kept(wordpiece, blocks):
 
 
 def test_sentence_pairs_for_next_sentence_prediction(texts, wordpiece):
-    pairs, stats = build_sentence_pairs(texts, wordpiece, 128, seed=0)
+    pairs, stats = build_sentence_pairs([texts], wordpiece, 128, seed=0)
     assert len(pairs) == stats.blocks > 500
     labels = np.array(pairs["next_sentence_label"])
     assert 0.45 < (labels == RANDOM_NEXT).mean() < 0.55
     documents = [
-        np.asarray(doc).tobytes()
-        for chunk in encode_chunks(texts, wordpiece, [])
+        np.asarray(doc, dtype=np.int32).tobytes()
+        for chunk in encode_batches([texts], wordpiece, [])
         for doc in np.split(chunk.ids, np.cumsum(chunk.doc_lengths)[:-1])
     ]
     cls, sep = wordpiece.cls_token_id, wordpiece.sep_token_id

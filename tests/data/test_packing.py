@@ -1,22 +1,22 @@
-import datasets
 import numpy as np
 import pytest
+from conftest import pack_rows
 
-from llmkit.data.corpus import load_text_corpus, packed_blocks
-from llmkit.data.packing import pack_into_blocks
+from llmkit.data.corpus import packed_blocks
+from llmkit.data.packing import token_dtype
 from llmkit.errors import UserError
 from llmkit.recipe import DataConfig, TokenizerConfig
 from llmkit.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")
-def texts():
-    return load_text_corpus(DataConfig(), "builtin", split="train").texts
+def texts(builtin_rows):
+    return builtin_rows
 
 
-def batches_of(dataset):
-    for batch in dataset.iter(batch_size=2000):
-        yield batch["text"]
+def batches_of(rows):
+    for start in range(0, len(rows), 2000):
+        yield rows[start : start + 2000]
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,18 @@ def bert_tokenizer(texts):
     return train_tokenizer(batches_of(texts), TokenizerConfig(type="wordpiece", vocab_size=1000))
 
 
-def test_clm_blocks_are_full_and_hold_every_token(texts, gpt_tokenizer):
+def hand_packed(tokenizer, texts, seq_len):
+    """The CLM stream computed independently: each document alone, then one EOS."""
+    docs = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return docs, [t for doc in docs for t in (*doc, tokenizer.eos_token_id)]
+
+
+def test_clm_blocks_are_full_and_hold_every_token(texts, gpt_tokenizer, tmp_path):
     seq_len = 128
-    blocks, stats = pack_into_blocks(texts, gpt_tokenizer, seq_len, "clm")
+    blocks, stats = pack_rows(texts, gpt_tokenizer, seq_len, "clm", tmp_path / "b")
     ids = np.array(blocks["input_ids"])
     assert ids.shape == (stats.blocks, seq_len)
-    # An independent count: each document alone, plus one EOS after it.
-    docs = [gpt_tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts["text"]]
-    stream = [t for doc in docs for t in (*doc, gpt_tokenizer.eos_token_id)]
+    docs, stream = hand_packed(gpt_tokenizer, texts, seq_len)
     assert stats.tokens == sum(map(len, docs))
     assert ids.size + stats.dropped_tokens == len(stream) and stats.dropped_tokens < seq_len
     assert ids.reshape(-1).tolist() == stream[: ids.size]
@@ -46,8 +50,38 @@ def test_clm_blocks_are_full_and_hold_every_token(texts, gpt_tokenizer):
     )
 
 
-def test_mlm_blocks_are_wrapped_in_cls_and_sep(texts, bert_tokenizer):
-    blocks, stats = pack_into_blocks(texts, bert_tokenizer, 64, "mlm")
+def test_blocks_are_uint16_arrow_shards_mapped_from_disk(texts, gpt_tokenizer, tmp_path):
+    folder = tmp_path / "b"
+    one, _ = pack_rows(texts, gpt_tokenizer, 128, "clm", folder / "one")
+    # ~40 kB shards: the same blocks spread over several files, each mapped, none copied.
+    many, _ = pack_rows(texts, gpt_tokenizer, 128, "clm", folder / "many", shard_bytes=40_000)
+    assert many.features["input_ids"].feature.dtype == "uint16"
+    files = [f["filename"] for f in many.cache_files]
+    assert len(files) > 5 and all(f.startswith(str(folder / "many")) for f in files)
+    assert many["input_ids"] == one["input_ids"]
+    assert len(many.data.table.to_batches()) >= len(files)  # memory-mapped batches, not a copy
+    assert token_dtype(gpt_tokenizer) == np.uint16
+    assert token_dtype(range(70_000)) == np.uint32  # len() of the vocabulary is what counts
+
+
+def test_max_tokens_stops_after_whole_blocks(texts, gpt_tokenizer, tmp_path, monkeypatch):
+    from llmkit.data import packing
+
+    full, _ = pack_rows(texts, gpt_tokenizer, 128, "clm", tmp_path / "full")
+    monkeypatch.setattr(packing, "CHUNK_CHARS", 20_000)
+    budget, stats = pack_rows(
+        texts, gpt_tokenizer, 128, "clm", tmp_path / "budget", max_tokens=128 * 50 + 7
+    )
+    assert stats.blocks == len(budget) == 50
+    assert budget["input_ids"] == full["input_ids"][:50]
+    # 6,400 tokens are ~27k characters: two chunks, and the rest of the corpus is not used.
+    assert stats.characters <= 2 * 20_000 + max(map(len, texts))
+    with pytest.raises(UserError, match="less than one block"):
+        pack_rows(texts, gpt_tokenizer, 128, "clm", tmp_path / "none", max_tokens=100)
+
+
+def test_mlm_blocks_are_wrapped_in_cls_and_sep(texts, bert_tokenizer, tmp_path):
+    blocks, stats = pack_rows(texts, bert_tokenizer, 64, "mlm", tmp_path / "b")
     ids = np.array(blocks["input_ids"])
     assert ids.shape == (stats.blocks, 64)
     assert (ids[:, 0] == bert_tokenizer.cls_token_id).all()
@@ -55,17 +89,19 @@ def test_mlm_blocks_are_wrapped_in_cls_and_sep(texts, bert_tokenizer):
     assert bert_tokenizer.pad_token_id not in ids
     body_tokens = stats.tokens + stats.documents  # a [SEP] closes every document
     assert stats.blocks * 62 + stats.dropped_tokens == body_tokens
+    docs = [bert_tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    body = [t for doc in docs for t in (*doc, bert_tokenizer.sep_token_id)]
+    assert ids[:, 1:-1].reshape(-1).tolist() == body[: stats.blocks * 62]
 
 
-def test_mlm_needs_cls_and_sep(texts, gpt_tokenizer):
+def test_mlm_needs_cls_and_sep(texts, gpt_tokenizer, tmp_path):
     with pytest.raises(UserError, match="CLS"):
-        pack_into_blocks(texts, gpt_tokenizer, 64, "mlm")
+        pack_rows(texts, gpt_tokenizer, 64, "mlm", tmp_path / "b")
 
 
-def test_a_corpus_smaller_than_one_block_is_a_user_error(gpt_tokenizer):
-    tiny = datasets.Dataset.from_dict({"text": ["only a few words"]})
+def test_a_corpus_smaller_than_one_block_is_a_user_error(gpt_tokenizer, tmp_path):
     with pytest.raises(UserError, match="too small for one block of 512"):
-        pack_into_blocks(tiny, gpt_tokenizer, 512, "clm")
+        pack_rows(["only a few words"], gpt_tokenizer, 512, "clm", tmp_path / "b")
 
 
 def test_the_second_run_reuses_the_cache(gpt_tokenizer):
@@ -90,10 +126,10 @@ def test_the_second_run_reuses_the_cache(gpt_tokenizer):
 
 def test_the_cache_follows_the_corpus_file(tmp_path, gpt_tokenizer, texts):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(texts["text"][:400]))
+    corpus.write_text("\n".join(texts[:400]))
     data = DataConfig(seq_len=64)
     first = packed_blocks(data, str(corpus), gpt_tokenizer, "clm", split="train")
-    corpus.write_text("\n".join(texts["text"][:300]))
+    corpus.write_text("\n".join(texts[:300]))
     changed = packed_blocks(data, str(corpus), gpt_tokenizer, "clm", split="train")
     assert not changed.reused and changed.stats.blocks < first.stats.blocks
 
@@ -107,18 +143,24 @@ def test_an_interrupted_cache_entry_is_not_reused(gpt_tokenizer, tmp_path):
     assert packed_blocks(data, "builtin", gpt_tokenizer, "clm", split="train").reused
 
 
-def test_worker_processes_give_exactly_the_single_process_blocks(texts, gpt_tokenizer, monkeypatch):
+def test_worker_processes_give_exactly_the_single_process_blocks(
+    texts, gpt_tokenizer, monkeypatch, tmp_path
+):
     from llmkit.data import packing
 
-    single, single_stats = pack_into_blocks(texts, gpt_tokenizer, 128, "clm", num_proc=1)
-    monkeypatch.setattr(packing, "PARALLEL_MIN_ROWS", 100)
-    monkeypatch.setattr(packing, "CHUNK_ROWS", 300)  # 9 chunks over 2 workers, out of step
-    assert packing._worker_count(len(texts), 2) == 2
-    seen = []
-    parallel, parallel_stats = pack_into_blocks(
-        texts, gpt_tokenizer, 128, "clm", num_proc=2, on_rows=seen.append
+    single, single_stats = pack_rows(texts, gpt_tokenizer, 128, "clm", tmp_path / "1", num_proc=1)
+    monkeypatch.setattr(packing, "CHUNK_CHARS", 90_000)  # 13 chunks over 2 workers, out of step
+    started = []
+    real_pool = packing.mp.get_context("fork").Pool
+    monkeypatch.setattr(
+        packing.mp,
+        "get_context",
+        lambda kind: type("C", (), {"Pool": lambda self, n: started.append(n) or real_pool(n)})(),
     )
-    assert sum(seen) == len(texts)
+    parallel, parallel_stats = pack_rows(
+        texts, gpt_tokenizer, 128, "clm", tmp_path / "2", num_proc=2
+    )
+    assert started == [2]
     assert parallel["input_ids"] == single["input_ids"]
     parallel_stats.seconds = single_stats.seconds
     assert parallel_stats == single_stats
