@@ -1,6 +1,7 @@
 """Fifty user mistakes across every command: each ends in exit 2, one message that names the
 problem, no traceback, no half-written output directory, and nothing existing destroyed."""
 
+import gzip
 import json
 import os
 import resource
@@ -28,6 +29,10 @@ def bad(tmp_path_factory):
     (d / "blank.txt").write_text("\n   \n\t\n")
     (d / "tiny.txt").write_text("a few words\n")
     (d / "notext.jsonl").write_text('{"body": "some text"}\n')
+    (d / "cut.txt.gz").write_bytes(gzip.compress(b"some text that goes on\n" * 4000)[:300])
+    (d / "texts").mkdir()
+    (d / "texts" / "a.txt").write_text("fine text\n" * 20)
+    (d / "texts" / "b.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" * 40)
     (d / "mixed").mkdir()
     (d / "mixed" / "a.txt").write_text("text\n")
     (d / "mixed" / "b.csv").write_text("text\nmore\n")
@@ -127,6 +132,16 @@ CASES = {
     "latin-1 data file": (T + ["--set", "data.train={bad}/latin1.txt"], "not UTF-8 text"),
     "wrong column name": (T + ["--set", "data.train={bad}/notext.jsonl"], "no column 'text'"),
     "mixed folder": (T + ["--set", "data.train={bad}/mixed"], "mixes formats"),
+    "glob matching nothing": (T + ["--set", "data.train={bad}/shard-*.txt"], "matches no files"),
+    "truncated gzip": (T + ["--set", "data.train={bad}/cut.txt.gz"], "corrupt or truncated"),
+    "binary file in a text folder": (
+        T + ["--set", "data.train={bad}/texts"],
+        "holds NUL bytes: it is a binary file",
+    ),
+    "max_tokens under one block": (
+        P + ["--set", "data.max_tokens=10"],
+        "less than one block",
+    ),
     "unsupported ending": (T + ["--set", "data.train={bad}/doc.docx"], "unsupported ending"),
     "unknown known-name": (T + ["--set", "data.train=wikitext3"], "did you mean 'wikitext-"),
     "hub name offline": (T + ["--set", "data.train=wikitext-103"], "cannot be reached"),

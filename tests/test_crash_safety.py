@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import TINY_MODEL, set_args
@@ -22,6 +23,7 @@ OVERRIDES = [
     "train.keep_checkpoints=3",
     "train.log_every=1",
     "model.dropout=0.1",
+    "data.shard_mb=0.05",  # the packed corpus spread over ~10 memory-mapped shards
 ]
 
 # Runs the real CLI; SLOW_PUBLISH_STEP holds one checkpoint in its staging folder for a minute,
@@ -112,3 +114,5 @@ def test_killed_runs_resume_to_the_uninterrupted_weights(
     ]
     final = load_file(run / "model.safetensors")
     assert max((final[k] - uninterrupted[k]).abs().max().item() for k in final) <= 1e-6
+    shards = list(Path(os.environ["LLMKIT_CACHE"]).glob("blocks/*/data-*-of-*.arrow"))
+    assert len(shards) >= 8  # the data order held across shards

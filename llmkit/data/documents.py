@@ -36,7 +36,7 @@ def is_wikitext(src: str, source: ResolvedSource) -> bool:
 def is_structured(source: ResolvedSource) -> bool:
     if source.hub is not None or source.saved_dataset is not None:
         return True
-    return bool(source.files) and source.files[0].suffix in STRUCTURED_SUFFIXES
+    return source.format in STRUCTURED_SUFFIXES
 
 
 def is_article_heading(line: str) -> bool:

@@ -79,7 +79,7 @@ class EncodeStats:
 
 
 # Characters of text per unit of work: one Rust batch call in-process, one task for a worker.
-CHUNK_CHARS = 2_000_000
+CHUNK_CHARS = 1_000_000
 # Tasks handed to each worker ahead of the one being collected: enough to keep every core
 # busy, few enough that memory does not depend on the corpus.
 TASKS_AHEAD = 2

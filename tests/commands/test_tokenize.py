@@ -96,6 +96,23 @@ def test_encode_packs_blocks_and_a_second_run_reuses_them(tmp_path):
     assert first["blocks"] * 128 + first["dropped_tokens"] == stream
 
 
+def test_the_tokenizer_trains_on_an_even_sample_within_train_bytes(tmp_path):
+    budget = 300_000  # of the built-in corpus's 1.1 MB
+    args = ["--recipe", "tokenizer-byte-bpe", *SMALL, "--json"]
+    sampled = json_summary(
+        tokenize(*args, "--set", f"tokenizer.train_bytes={budget}", "-o", str(tmp_path / "s"))
+    )
+    assert 0.95 * budget < sampled["tokenizer_train_bytes"] <= budget
+    assert not sampled["tokenizer_train_whole_corpus"]
+    assert sampled["tokenizer_train_rows"] < sampled["rows_out"] / 2
+    assert sampled["rows_in"] == 3760 and sampled["peak_rss_mib"] > 0  # the whole corpus read
+    whole = json_summary(tokenize(*args, "-o", str(tmp_path / "w")))
+    assert whole["tokenizer_train_whole_corpus"] and whole["tokenizer_train_rows"] == 2461
+    # A quarter of the text still learns most of the same merges.
+    vocab = [set(AutoTokenizer.from_pretrained(tmp_path / d).get_vocab()) for d in ("s", "w")]
+    assert len(vocab[0] & vocab[1]) > 0.8 * len(vocab[1])
+
+
 def test_a_finished_run_is_kept_unless_overwrite(tmp_path):
     out = tmp_path / "tok"
     assert tokenize("--recipe", "tokenizer-byte-bpe", *SMALL, "-o", str(out)).exit_code == 0
