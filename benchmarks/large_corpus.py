@@ -15,7 +15,8 @@ in a fresh process whose peak resident memory is the whole process tree's (`os.w
 - `pretrain-clm` on each packed corpus: seconds from the Trainer being built (model ready)
   to the first optimizer step, and resident memory then;
 - tokenizer training with the default sample budget (tokenizer.train_bytes) on the 1 GB
-  corpus: bytes used, wall time, peak RSS.
+  corpus, and with a budget of a quarter of it (the sampling path): bytes used, wall time,
+  peak RSS.
 
     python -m benchmarks.large_corpus [--sizes 0.2,1] [--work DIR] [--parts ...]
                                                               (~25 min on 2 cores)
@@ -173,7 +174,7 @@ import json, sys, time
 from llmkit.data.corpus import tokenizer_sample, peak_memory_mib
 from llmkit.recipe import DataConfig, TokenizerConfig
 from llmkit.tokenizer import train_tokenizer_on
-config = TokenizerConfig()
+config = TokenizerConfig(**({"train_bytes": int(sys.argv[2])} if len(sys.argv) > 2 else {}))
 started = time.perf_counter()
 sample = tokenizer_sample(DataConfig(train=sys.argv[1]), config.train_bytes, seed=42)
 sampled = time.perf_counter()
@@ -190,7 +191,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/llmkit-large-corpus")
     parser.add_argument(
         "--parts",
-        default="ratio,sizes,run_clm,tokenizer",
+        default="ratio,sizes,run_clm,tokenizer,tokenizer-sampled",
         help="what to measure (results of the others are kept from the last run's file)",
     )
     args = parser.parse_args()
@@ -293,14 +294,19 @@ def main() -> None:
             print(f"run_clm way ({workers}):", results[f"run_clm_{workers}"], flush=True)
             shutil.rmtree(hf_cache, ignore_errors=True)
 
-    if "tokenizer" in parts:
-        training = measured([*PY, TOKENIZER_TRAINING, str(corpora[max(sizes)])], env)
-        results["tokenizer_training"] = {
+    # The default budget, and a quarter of the corpus (the sampling path: drawn evenly).
+    budgets = {"tokenizer": [], "tokenizer-sampled": [str(int(max(sizes) * 1e9 // 4))]}
+    for part, budget in budgets.items():
+        if part not in parts:
+            continue
+        training = measured([*PY, TOKENIZER_TRAINING, str(corpora[max(sizes)]), *budget], env)
+        key = part.replace("-", "_").replace("tokenizer", "tokenizer_training")
+        results[key] = {
             **training["result"],
             "wall_s": training["wall_s"],
             "peak_rss_mib_tree": training["peak_mib"],
         }
-        print("tokenizer training:", results["tokenizer_training"], flush=True)
+        print(f"{part}:", results[key], flush=True)
 
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "large_corpus.json").write_text(json.dumps(results, indent=2))

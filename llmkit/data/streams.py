@@ -56,6 +56,12 @@ class ReadProgress:
     file_start: int = 0  # bytes of the files before the one being read
 
 
+@dataclass(frozen=True)
+class LineLimit:
+    chars: int  # the longest line held whole
+    skip: bool  # skip longer lines (data.clean.max_chars would drop them), else an error
+
+
 @dataclass
 class RowStream:
     """A source's text rows, batch by batch, read once as the batches are taken."""
@@ -78,7 +84,12 @@ def open_rows(
     files = source.files
     progress = ReadProgress(total=source.total_bytes)
     if files and not streaming and source.format in (".txt", ".raw", ".tokens", ".jsonl"):
-        limit = MAX_LINE_CHARS if max_chars is None else min(MAX_LINE_CHARS, 4 * max_chars)
+        # With max_chars, a line four times longer cannot survive cleaning (normalisation
+        # shrinks no text that much): it is skipped unread instead of held whole.
+        limit = LineLimit(
+            MAX_LINE_CHARS if max_chars is None else min(MAX_LINE_CHARS, 4 * max_chars),
+            skip=max_chars is not None,
+        )
         read = _jsonl_rows if source.format == ".jsonl" else _text_rows
         batches = _each_file(files, progress, lambda f: read(f, text_column, limit, progress))
     elif files and not streaming and source.format == ".parquet":
@@ -142,10 +153,10 @@ def _open_binary(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
                 stream.close()
 
 
-def _lines(path: Path, limit: int, progress: ReadProgress) -> Iterator[list[str]]:
+def _lines(path: Path, limit: LineLimit, progress: ReadProgress) -> Iterator[list[str]]:
     """A text file's lines in batches, as the `text` builder splits them: universal newlines
-    become "\\n", which is then split on and removed. A line longer than `limit` characters
-    is skipped when max_chars would drop it anyway, else it is an error."""
+    become "\\n", which is then split on and removed. A line longer than the limit is
+    skipped or is an error, as the limit says."""
     with _open_binary(path) as (binary, raw):
         text = io.TextIOWrapper(binary, encoding="utf-8", newline=None)
         carry, skipping, lines_before = "", False, 0
@@ -162,11 +173,11 @@ def _lines(path: Path, limit: int, progress: ReadProgress) -> Iterator[list[str]
                 block, skipping = block[cut + 1 :], False
             lines = (carry + block).split("\n")
             carry = lines.pop()
-            if len(carry) > limit:
-                if limit == MAX_LINE_CHARS:
+            if len(carry) > limit.chars:
+                if not limit.skip:
                     raise UserError(
                         f"line {lines_before + len(lines) + 1:,} of {path} is longer than "
-                        f"{MAX_LINE_CHARS:,} characters: one row cannot hold it",
+                        f"{limit.chars:,} characters: one row cannot hold it",
                         "set data.clean.max_chars to drop such lines as they are read",
                     )
                 progress.skipped_long += 1
@@ -180,7 +191,7 @@ def _lines(path: Path, limit: int, progress: ReadProgress) -> Iterator[list[str]
 
 
 def _text_rows(
-    path: Path, text_column: str, limit: int, progress: ReadProgress
+    path: Path, text_column: str, limit: LineLimit, progress: ReadProgress
 ) -> Iterator[list[str]]:
     if text_column != "text":
         raise UserError(
@@ -191,7 +202,7 @@ def _text_rows(
 
 
 def _jsonl_rows(
-    path: Path, text_column: str, limit: int, progress: ReadProgress
+    path: Path, text_column: str, limit: LineLimit, progress: ReadProgress
 ) -> Iterator[list[str]]:
     line_number = 0
     for lines in _lines(path, limit, progress):
