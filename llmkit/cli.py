@@ -205,10 +205,12 @@ def finetune(
     Example: [cyan]llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny[/]
     """
     from llmkit.commands.finetune import run_finetune
+    from llmkit.finetuning import check_task_name
     from llmkit.recipe import load_recipe
 
     resolved = load_recipe(recipe, overrides or [])
     if dry_run:
+        check_task_name(resolved)
         out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
         return
     summary = run_finetune(

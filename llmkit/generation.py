@@ -44,6 +44,25 @@ class DecodingOptions:
     num_return_sequences: int | None = None
     stop: list[str] = field(default_factory=list)
 
+    def check(self) -> None:
+        """Out-of-range values are the user's mistake, said before any model work
+        (transformers accepts some of them silently, e.g. top_p above 1)."""
+        limits = {
+            "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+            "temperature": (lambda v: v > 0, "above 0"),
+            "top_k": (lambda v: v >= 0, "0 (off) or more"),
+            "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+            "num_beams": (lambda v: v >= 1, "at least 1"),
+            "repetition_penalty": (lambda v: v > 0, "above 0 (1 is off)"),
+            "no_repeat_ngram_size": (lambda v: v >= 0, "0 (off) or more"),
+            "num_return_sequences": (lambda v: v >= 1, "at least 1"),
+        }
+        for name, (valid, expected) in limits.items():
+            value = getattr(self, name)
+            if value is not None and not valid(value):
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{flag} must be {expected}, not {value}")
+
     def overrides(self) -> dict:
         values = {k: v for k, v in vars(self).items() if k != "stop" and v is not None}
         # Asking for a sampling knob means asking for sampling.
@@ -55,6 +74,7 @@ class DecodingOptions:
 def generation_config_for(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, options: DecodingOptions
 ) -> GenerationConfig:
+    options.check()
     config = copy.deepcopy(model.generation_config)
     if config.max_new_tokens is None:
         config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS

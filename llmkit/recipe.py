@@ -180,16 +180,27 @@ def shipped_recipe_names() -> list[str]:
 
 
 def find_recipe_file(ref: str) -> Path:
-    """A YAML path, or the name of a shipped recipe (`gpt2-tiny` → recipes/gpt2-tiny.yaml)."""
+    """A YAML path, or the name of a shipped recipe (`gpt2-tiny` or `gpt2-tiny.yaml` →
+    recipes/gpt2-tiny.yaml, when no such file is in the working directory). A path with a
+    folder part is always a path."""
     path = Path(ref)
     if path.is_file():
         return path
-    if path.suffix in (".yaml", ".yml") or "/" in ref:
+    if "/" in ref:
         raise UserError(f"recipe file '{ref}' does not exist", "check the path")
+    names = shipped_recipe_names()
+    if path.suffix in (".yaml", ".yml"):  # a bare file name: the shipped recipe of that name
+        shipped = shipped_recipes_dir() / ref
+        if shipped.is_file():
+            return shipped
+        raise UserError(
+            f"recipe file '{ref}' is neither in this folder nor a shipped recipe"
+            f"{did_you_mean(path.stem, names)}",
+            f"shipped recipes: {', '.join(names) or 'none'}; or pass a path to a YAML file",
+        )
     shipped = shipped_recipes_dir() / f"{ref}.yaml"
     if shipped.is_file():
         return shipped
-    names = shipped_recipe_names()
     raise UserError(
         f"no recipe named '{ref}'{did_you_mean(ref, names)}",
         f"shipped recipes: {', '.join(names) or 'none'}; or pass a path to a YAML file",

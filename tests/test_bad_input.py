@@ -204,6 +204,10 @@ CASES = {
     ),
     # finetune
     "unknown task": (F + ["--set", "task.name=glue/sst-2"], "did you mean 'glue/sst2'"),
+    "unknown task in a dry run": (
+        ["finetune", "--recipe", "glue-sst2", "--set", "task.name=glue/sst3", "--dry-run"],
+        "unknown task 'glue/sst3'",
+    ),
     "finetune without a model": (F + ["--set", "model.path=null"], "finetune needs model.path"),
     "label column missing": (
         F + ["--set", "task.train_file={bad}/nolabel.tsv"],

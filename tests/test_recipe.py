@@ -82,6 +82,17 @@ def test_missing_recipe_suggests_a_shipped_one():
         load_recipe("tokenizer-wordpeice")
     with pytest.raises(UserError, match="does not exist"):
         load_recipe("no/such/recipe.yaml")
+    with pytest.raises(UserError, match="nor a shipped recipe.*did you mean 'bert-small'"):
+        load_recipe("bert-smal.yaml")
+
+
+def test_a_bare_yaml_name_is_the_shipped_recipe_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("bert-small.yaml").name == load_recipe("bert-small").name == "bert-small"
+    (tmp_path / "bert-small.yaml").write_text("name: mine\n")  # a file here wins
+    assert load_recipe("bert-small.yaml").name == "mine"
+    with pytest.raises(UserError, match="does not exist"):  # a folder part: always a path
+        load_recipe("./recipes/bert-small.yaml")
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,9 @@ def run_eval_ppl(
             "its fine-tuning run reports eval_loss on the task's references (metrics.json)",
         )
     max_length, stride = check_window(max_length, stride, model_positions(model.config))
-    dataset, source = load_source(data, split=split, local_dir=local_dir)
+    dataset, source = load_source(
+        data, split=split, local_dir=local_dir, local_flag="--local-dir DIR"
+    )
     rows = text_rows(dataset, text_column, source.description)
     stream = "\n\n".join(rows)  # the HF guide's stream (WikiText's rows joined by blank lines)
     results: dict[str, Any] = {

@@ -189,11 +189,17 @@ def local_copy_dir(
     folder_name: str, local_dir: str | None, *, key: str = "data.local_dir"
 ) -> Path | None:
     """A known name's local copy: the folder the user configured (under `key`), else
-    $LLMKIT_DATA_DIR/<folder_name> when it exists, else None (use the hub)."""
+    $LLMKIT_DATA_DIR/<folder_name> when it exists, else None (use the hub).
+
+    The configured folder may also be a root of standard downloads: `glue_data/` holding
+    `SST-2/`, or a root holding `glue/SST-2/`; the task's own folder inside is then used."""
     if local_dir:
         path = Path(local_dir)
         if not path.is_dir():
             raise UserError(f"{key} {local_dir} is not a folder")
+        for inside in (path / folder_name, path / Path(folder_name).name):
+            if inside.is_dir():
+                return inside
         return path
     root = os.environ.get("LLMKIT_DATA_DIR")
     if root and (Path(root) / folder_name).is_dir():
@@ -309,11 +315,17 @@ def explain_read_failure(files: tuple[Path, ...], error: BaseException) -> BaseE
 
 
 def load_hub(
-    hub: HubDataset, split: str, src: str, *, streaming: bool = False
+    hub: HubDataset,
+    split: str,
+    src: str,
+    *,
+    streaming: bool = False,
+    local_flag: str = "--set data.local_dir=DIR",
 ) -> datasets.Dataset | datasets.IterableDataset:
+    """`local_flag` is how the calling command is told about a local copy (for the hint)."""
     known = known_source(src)
     how_to = (
-        f"point at a local copy: --set data.local_dir=DIR, or export LLMKIT_DATA_DIR=ROOT "
+        f"point at a local copy: {local_flag}, or export LLMKIT_DATA_DIR=ROOT "
         f"with ROOT/{known[0]}/ holding the split files"
         if known
         else "go online (unset HF_HUB_OFFLINE), or download its files and give their folder "
@@ -371,12 +383,13 @@ def load_source(
     split: str = "train",
     local_dir: str | None = None,
     num_proc: int | None = None,
+    local_flag: str = "--set data.local_dir=DIR",
 ) -> tuple[datasets.Dataset, ResolvedSource]:
     """Read SRC's rows as a `datasets.Dataset` (every column kept), for sources small enough
     to prepare whole (evaluation and fine-tuning sets); corpora are streamed (streams.py)."""
     resolved = resolve_source(src, split=split, local_dir=local_dir)
     if resolved.hub is not None:
-        dataset = load_hub(resolved.hub, split, src)
+        dataset = load_hub(resolved.hub, split, src, local_flag=local_flag)
     elif resolved.saved_dataset is not None:
         dataset = load_saved(resolved.saved_dataset, split)
     else:

@@ -56,17 +56,22 @@ def task_names() -> list[str]:
     ]
 
 
-def prepare_task(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-    """The task named by `task.name`, loaded, encoded and given its model."""
+def check_task_name(recipe: Recipe) -> str:
+    """task.name, if it names a task (what --dry-run can check without any data)."""
     name = recipe.task.name
     if not name:
         raise UserError("the recipe sets no task.name", "e.g. --set task.name=glue/sst2")
-    kind = name.split("/", 1)[0]
     if name not in task_names():
         names = task_names()
         raise UserError(
             f"unknown task '{name}'{did_you_mean(name, names)}", f"tasks: {', '.join(names)}"
         )
+    return name
+
+
+def prepare_task(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
+    """The task named by `task.name`, loaded, encoded and given its model."""
+    kind = check_task_name(recipe).split("/", 1)[0]
     if kind == "glue":
         from llmkit.finetuning.glue import prepare_glue as prepare
     elif kind == "qa":

@@ -267,7 +267,11 @@ def load_split(
         )
         if path is None:
             if needs_labels and split == "train":
-                raise UserError(f"{folder} has no train.tsv for glue/{task.name}")
+                raise UserError(
+                    f"{folder} has no {' or '.join(SPLIT_FILES['train'])} for glue/{task.name}",
+                    f"point task.data_dir at the task's folder (holding train.tsv, dev.tsv) "
+                    f"or at the GLUE download root (holding {task.folder}/, ...)",
+                )
             return None
         return read_local_split(task, path, needs_labels=needs_labels)
     if local_only:

@@ -75,6 +75,7 @@ def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path):
         (["--model", "{tmp}", "--data", "builtin"], "not a model directory"),
         (["--model", "{clm}", "--data", "wikitext2"], "did you mean 'wikitext-2'"),
         (["--model", "{clm}", "--data", "wikitext-2"], "cannot be reached"),
+        (["--model", "{clm}", "--data", "glue/sst2"], "a local copy: --local-dir DIR"),
         (
             ["--model", "{clm}", "--data", "builtin", "--max-length", "32", "--stride", "64"],
             "--stride 64 must be between 1 and --max-length (32)",

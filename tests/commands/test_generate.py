@@ -166,6 +166,13 @@ def test_fill_mask_on_a_masked_lm(trained_mlm):
             "do not go together",
         ),
         (["--model", "{mlm}", "--prompt", "no mask here"], "needs the mask token [MASK]"),
+        (["--model", "{clm}", "--prompt", "x", "--do-sample", "--top-p", "1.5"], "in (0, 1]"),
+        (["--model", "{clm}", "--prompt", "x", "--top-k", "-1"], "--top-k must be 0 (off)"),
+        (["--model", "{clm}", "--prompt", "x", "--temperature", "0"], "must be above 0"),
+        (
+            ["--model", "{clm}", "--prompt", "x", "--repetition-penalty", "-2"],
+            "--repetition-penalty must be above 0",
+        ),
     ],
 )
 def test_user_errors(trained_clm, trained_mlm, tmp_path, args, expected):

@@ -117,3 +117,17 @@ def test_metrics_equal_scikit_learn_and_scipy(task):
     assert result.keys() == expected.keys()
     for key, value in expected.items():
         assert result[key] == pytest.approx(value, rel=1e-6)
+
+
+def test_data_dir_may_be_the_glue_download_root(tmp_path):
+    task_folder = load_split(TASKS["sst2"], "validation", data_dir=str(FIXTURES / "SST-2"))
+    download_root = load_split(TASKS["sst2"], "validation", data_dir=str(FIXTURES))  # SST-2/
+    (tmp_path / "glue").mkdir()
+    (tmp_path / "glue" / "SST-2").symlink_to(FIXTURES / "SST-2")
+    data_root = load_split(TASKS["sst2"], "validation", data_dir=str(tmp_path))  # glue/SST-2/
+    assert len(task_folder) == 300
+    assert download_root["sentence"] == task_folder["sentence"] == data_root["sentence"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="has no train.tsv for glue/sst2") as caught:
+        load_split(TASKS["sst2"], "train", data_dir=str(tmp_path / "empty"))
+    assert "GLUE download root (holding SST-2/" in caught.value.hint
