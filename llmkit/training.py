@@ -308,7 +308,23 @@ def build_trainer(
         f"{'es' if processes > 1 else ''} = "
         f"{args.per_device_train_batch_size * args.gradient_accumulation_steps * processes}"
     )
+    if processes == 1 and launcher_fell_back_to_one_process():
+        note(
+            "[yellow]warning:[/] accelerate launch was asked for several processes but started "
+            "one (without GPUs its default launcher runs a single process): this run trains "
+            "alone. On CPUs, start N processes with `torchrun --nproc_per_node N -m llmkit ...` "
+            "(README, Scaling out)."
+        )
     return trainer
+
+
+def launcher_fell_back_to_one_process() -> bool:
+    """accelerate's simple launcher, given --num_processes > 1, exports a rendezvous address
+    (MASTER_ADDR) but starts one process with no WORLD_SIZE: the sign that the user's
+    processes were never started."""
+    env = os.environ
+    launched = "ACCELERATE_MIXED_PRECISION" in env  # set by every `accelerate launch`
+    return launched and "MASTER_ADDR" in env and int(env.get("WORLD_SIZE", "1")) == 1
 
 
 class GracefulStop(TrainerCallback):

@@ -115,3 +115,17 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130 and "interrupted" in rest and "Traceback" not in rest
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_launcher_that_started_one_of_several_processes_is_detected(monkeypatch):
+    from llmkit.training import launcher_fell_back_to_one_process
+
+    for name in ("ACCELERATE_MIXED_PRECISION", "MASTER_ADDR", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert not launcher_fell_back_to_one_process()  # a plain run
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert not launcher_fell_back_to_one_process()  # accelerate launch of one process
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # what --num_processes 2 exports ...
+    assert launcher_fell_back_to_one_process()  # ... when only one process was started
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not launcher_fell_back_to_one_process()  # the processes really started
