@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from llmkit.errors import UserError, did_you_mean
 
@@ -124,6 +125,43 @@ class TaskConfig(Section):  # finetune only
     source_prefix: str = ""  # put before every source, e.g. "summarize: " for T5
     max_target_length: int = Field(128, ge=1)  # target tokens trained; tokens generated
     num_beams: int = Field(1, ge=1)  # beam search when evaluating
+
+    @model_validator(mode="after")
+    def _keys_of_this_kind_only(self) -> TaskConfig:
+        """A key only another kind of task reads would silently do nothing: an error unless
+        it holds its default (as every saved recipe.yaml lists it)."""
+        if not self.name:
+            return self
+        for key, kinds in TASK_KEY_KINDS.items():
+            owns = any(self.name == k or self.name.startswith(f"{k}/") for k in kinds)
+            if not owns and getattr(self, key) != TaskConfig.model_fields[key].default:
+                raise PydanticCustomError(
+                    "foreign_task_key",
+                    "recipe key 'task.{key}' belongs to {kinds} tasks, not to {name}",
+                    {
+                        "key": key,
+                        "kinds": " and ".join(f"{k}/*" if "/" not in k else k for k in kinds),
+                        "name": self.name,
+                    },
+                )
+        return self
+
+
+# The task keys only some kinds read (a prefix of task.name); the others every kind reads.
+TASK_KEY_KINDS: dict[str, tuple[str, ...]] = {
+    "doc_stride": ("qa",),
+    "max_answer_tokens": ("qa",),
+    "label_all_subwords": ("ner",),
+    "dataset": ("ner", "seq2seq"),
+    "dataset_config": ("ner", "seq2seq"),
+    "source_column": ("seq2seq/summarization",),
+    "target_column": ("seq2seq/summarization",),
+    "source_lang": ("seq2seq/translation",),
+    "target_lang": ("seq2seq/translation",),
+    "source_prefix": ("seq2seq",),
+    "max_target_length": ("seq2seq",),
+    "num_beams": ("seq2seq",),
+}
 
 
 class TrainConfig(Section):
@@ -260,6 +298,8 @@ def _fields_at(location: tuple[str | int, ...]) -> list[str]:
 def _explain(error: dict[str, Any]) -> str:
     location = tuple(error["loc"])
     key = ".".join(str(part) for part in location)
+    if error["type"] == "foreign_task_key":
+        return error["msg"]
     if error["type"] == "extra_forbidden":
         parent = ".".join(str(part) for part in location[:-1])
         siblings = [f"{parent}.{name}" if parent else name for name in _fields_at(location[:-1])]

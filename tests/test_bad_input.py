@@ -204,6 +204,10 @@ CASES = {
     ),
     # finetune
     "unknown task": (F + ["--set", "task.name=glue/sst-2"], "did you mean 'glue/sst2'"),
+    "a task key of another kind": (
+        F + ["--set", "task.doc_stride=64"],
+        "'task.doc_stride' belongs to qa/* tasks, not to glue/sst2",
+    ),
     "unknown task in a dry run": (
         ["finetune", "--recipe", "glue-sst2", "--set", "task.name=glue/sst3", "--dry-run"],
         "unknown task 'glue/sst3'",

@@ -4,7 +4,13 @@ import pytest
 import yaml
 
 from llmkit.errors import UserError
-from llmkit.recipe import Recipe, apply_override, load_recipe, shipped_recipe_names
+from llmkit.recipe import (
+    Recipe,
+    apply_override,
+    load_recipe,
+    shipped_recipe_names,
+    validate_recipe,
+)
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
@@ -129,3 +135,19 @@ def test_the_readme_lists_every_recipe_key_with_its_default():
     defaults = Recipe().model_dump(mode="json")
     listed["name"], defaults["name"] = None, None  # the example names itself
     assert listed == defaults
+
+
+def test_a_task_key_of_another_kind_is_an_error_naming_its_kind():
+    with pytest.raises(
+        UserError, match="'task.doc_stride' belongs to qa/\\* tasks, not to glue/sst2"
+    ):
+        load_recipe("glue-sst2", ["task.doc_stride=64"])
+    with pytest.raises(UserError, match="'task.source_lang' belongs to seq2seq/translation"):
+        load_recipe("glue-sst2", ["task.name=seq2seq/summarization", "task.source_lang=fr"])
+    assert load_recipe("glue-sst2", ["task.doc_stride=128"]).task.doc_stride == 128  # default
+    qa = load_recipe("glue-sst2", ["task.name=qa/squad", "task.doc_stride=64"])
+    assert qa.task.doc_stride == 64
+    # A saved recipe lists every key with its default: it loads back as it was written.
+    for name in shipped_recipe_names():
+        recipe = load_recipe(name)
+        assert validate_recipe(recipe.model_dump(mode="json"), source=name) == recipe
