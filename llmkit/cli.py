@@ -7,6 +7,7 @@ and exits 2, a failed run exits 1, Ctrl-C exits 130; LLMKIT_DEBUG=1 shows the tr
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import traceback
@@ -65,7 +66,17 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
                 err.print(describe(error), style="bold red", highlight=False, markup=False)
             raise typer.Exit(exit_code_for(error)) from None
 
+    wrapper.__doc__ = unwrapped_help(command.__doc__)
     return wrapper
+
+
+def unwrapped_help(doc: str | None) -> str | None:
+    """A docstring's paragraphs each on one line: rich wraps the help to the terminal, and
+    lines already wrapped in the source would break a second time, raggedly."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
 def _report(title: str, summary: dict[str, Any], as_json: bool) -> None:
