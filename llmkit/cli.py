@@ -247,7 +247,10 @@ def eval_ppl(
     ),
     batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
     precision: str = typer.Option(
-        "fp32", "--precision", help="fp32, bf16, fp16 (GPU), or auto (bf16 on a GPU)."
+        "fp32",
+        "--precision",
+        help="fp32 (default: perplexities comparable across machines and with "
+        "lm-evaluation-harness), bf16, fp16 (GPU), or auto (bf16 on a GPU).",
     ),
     detokenize: bool = typer.Option(
         None,
@@ -330,7 +333,9 @@ def generate(
         8, "--batch-size", help="Prompts per generate call (left-padded)."
     ),
     precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 on a GPU, else fp32), fp32, bf16 or fp16 (GPU)."
+        "auto",
+        "--precision",
+        help="auto (default: bf16 on a GPU for speed, else fp32), fp32, bf16 or fp16 (GPU).",
     ),
     output: Path = typer.Option(None, "--output", help="Write one JSON line per completion here."),
     image: Path = typer.Option(
