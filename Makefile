@@ -3,7 +3,7 @@ PYTHON ?= python3
 export HF_HUB_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-fast lint demo bench clean
 
 install:  ## torch first, as the CPU wheel: an unpinned torch pulls GBs of CUDA
 	$(PYTHON) -m pip install torch==2.13.0
@@ -11,6 +11,9 @@ install:  ## torch first, as the CPU wheel: an unpinned torch pulls GBs of CUDA
 
 test:
 	$(PYTHON) -m pytest -q
+
+test-fast:  ## the inner loop: everything but the end-to-end runs marked slow
+	$(PYTHON) -m pytest -q -m "not slow"
 
 lint:
 	$(PYTHON) -m ruff check llmkit tests benchmarks

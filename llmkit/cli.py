@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from llmkit import __version__
-from llmkit.console import err, is_main_process, out, print_json, print_table
+from llmkit.console import err, is_main_process, out, print_grid, print_json, print_table
 from llmkit.errors import EXIT_OK, describe, exit_code_for
 
 app = typer.Typer(
@@ -45,6 +45,8 @@ OverwriteOption = typer.Option(
     False, "--overwrite", help="Replace a run already in the output directory."
 )
 DryRunOption = typer.Option(False, "--dry-run", help="Print the resolved recipe and exit.")
+# The commands that use a trained model (eval-ppl, generate) take it the same way.
+ModelOption = typer.Option(..., "--model", "-m", help="A run directory or save_pretrained folder.")
 JsonOption = typer.Option(
     False, "--json", help="Print the summary as one JSON line, last on stdout."
 )
@@ -233,9 +235,7 @@ def finetune(
 @app.command("eval-ppl")
 @guarded
 def eval_ppl(
-    model: Path = typer.Option(
-        ..., "--model", "-m", help="A run directory or save_pretrained folder."
-    ),
+    model: Path = ModelOption,
     data: str = typer.Option(..., "--data", "-d", help="A file, folder, known name or builtin."),
     split: str = typer.Option("test", "--split", help="Split of a known name."),
     text_column: str = typer.Option(None, "--text-column", help="Column to score (default: text)."),
@@ -294,9 +294,7 @@ def eval_ppl(
 @app.command()
 @guarded
 def generate(
-    model: Path = typer.Option(
-        ..., "--model", "-m", help="A run directory or save_pretrained folder."
-    ),
+    model: Path = ModelOption,
     prompt: list[str] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
     prompts: Path = typer.Option(
         None, "--prompts", help="A .txt file (one prompt a line) or .jsonl (prompt field)."
@@ -440,18 +438,12 @@ def report(
 
     Example: [cyan]llmkit report runs/lr-sweep/* --output reports/lr[/]
     """
-    from rich.table import Table
-
     from llmkit.commands.report import run_report
 
     summary = run_report(run_dirs, output)
-    table = Table(title=f"{summary['runs']} runs", title_justify="left")
-    for column in summary["header"]:
-        table.add_column(column, justify="left" if column == "run" else "right")
-    for row in summary["rows"]:
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    (err if as_json else out).print(table)
-    (err if as_json else out).print(f"report: {summary['report']}", highlight=False)
+    print_grid(f"{summary['runs']} runs", summary["header"], summary["rows"], to_stderr=as_json)
+    note_to = err if as_json else out
+    note_to.print(f"report: {summary['report']}", highlight=False)
     if as_json:
         print_json(summary)
 

@@ -94,6 +94,18 @@ def print_table(title: str, rows: Mapping[str, Any], *, to_stderr: bool = False)
     (err if to_stderr else out).print(table)
 
 
+def print_grid(title: str, header: list[str], rows: list[list[Any]], *, to_stderr=False) -> None:
+    """A table of runs × columns (the first column, the run, left-aligned)."""
+    if not is_main_process():
+        return
+    table = Table(title=title, title_justify="left")
+    for column in header:
+        table.add_column(column, justify="left" if column == header[0] else "right")
+    for row in rows:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    (err if to_stderr else out).print(table)
+
+
 def print_json(summary: Mapping[str, Any]) -> None:
     """The run's summary as one JSON object, the last line of stdout (`| tail -1 | jq`)."""
     if is_main_process():

@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MODEL, set_args
+from helpers import FIXTURES, TINY_MODEL, json_line, set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SMALL = set_args([*TINY_MODEL, "train.max_steps=2"])
 
 
@@ -343,7 +342,7 @@ def test_one_giant_line_is_handled(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1])["documents"] == 1
+    assert json_line(result.stdout)["documents"] == 1
     capped = CliRunner().invoke(
         app,
         [

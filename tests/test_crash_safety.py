@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MODEL, set_args
+from helpers import TINY_MODEL, set_args
 from safetensors.torch import load_file
 
 from llmkit.commands.pretrain import run_pretrain
 from llmkit.recipe import load_recipe
 from llmkit.rundir import complete_checkpoints
+
+pytestmark = pytest.mark.slow  # minutes: `make test-fast` skips these
 
 OVERRIDES = [
     *TINY_MODEL,

@@ -7,12 +7,15 @@ import socket
 import subprocess
 
 import pytest
-from conftest import TINY_MODEL, set_args
+from helpers import TINY_MODEL, set_args
 
 from llmkit.commands.pretrain import run_pretrain
 from llmkit.recipe import load_recipe
 
-pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not on PATH"),
+]
 OVERRIDES = [
     *TINY_MODEL,
     "model.dropout=0",

@@ -17,11 +17,13 @@ import pytest
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import DeepSpeedPlugin, FullyShardedDataParallelPlugin
 from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
-from conftest import TINY_MODEL, set_args
+from helpers import TINY_MODEL, set_args
 from test_distributed import free_port
 
 from llmkit.models import build_model, build_model_config
 from llmkit.recipe import ModelConfig
+
+pytestmark = pytest.mark.slow  # minutes: `make test-fast` skips these
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "accelerate"
 REPO = CONFIGS.parent.parent

@@ -12,9 +12,12 @@ import sys
 
 import pytest
 import torch
+from helpers import json_line
 
 from llmkit import fused_loss
 from llmkit.fused_loss import IGNORE_INDEX, scored_rows
+
+pytestmark = pytest.mark.slow  # minutes: `make test-fast` skips these
 
 # Trains bert-tiny (smaller) for `steps` steps and prints the process's RSS every 10 steps.
 DRIVER = """
@@ -62,7 +65,7 @@ def test_masked_lm_memory_stays_flat_over_hundreds_of_steps(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    samples = json.loads(result.stdout.strip().splitlines()[-1])
+    samples = json_line(result.stdout)
     assert len(samples) == steps // 10
     # Steps 50-100 (past the optimizer's first allocations) against the last 100 steps. Before
     # the fix the second was ~17% above the first, and rising; allocator noise is a few %.

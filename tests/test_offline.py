@@ -1,15 +1,12 @@
 """With HF_HUB_OFFLINE=1 nothing reaches for the network: every socket connection fails here."""
 
-import json
 import socket
 
 import pytest
-from conftest import TINY_MODEL, set_args
+from helpers import FIXTURES, TINY_MODEL, json_line, set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
-
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture
@@ -28,7 +25,7 @@ def no_network(monkeypatch):
 def run(*args):
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json_line(result.stdout)
 
 
 def test_the_whole_pipeline_runs_with_sockets_blocked(tmp_path, no_network):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY_MODEL, set_args
+from helpers import TINY_MODEL, set_args
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 

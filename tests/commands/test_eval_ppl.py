@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from helpers import json_line
 from typer.testing import CliRunner
 
 from llmkit.cli import app
@@ -26,7 +27,7 @@ def test_json_summary_and_output_file(trained_clm, tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     assert summary == json.loads(out.read_text())
     assert summary["stride"] == 32 and summary["objective"] == "clm"
     assert 1 < summary["token_perplexity"] < 1000 and summary["tokens_per_second"] > 0
@@ -46,7 +47,7 @@ def test_each_record_of_a_structured_source_is_a_document(trained_clm, tmp_path)
     )
     result = eval_ppl("--model", str(trained_clm), "--data", str(records), "--json")
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     assert summary["documents"] == 3 and summary["words"] == 5 + 6 + 4
 
 
@@ -56,7 +57,7 @@ def test_the_text_column_of_a_glue_task(trained_clm, shared_data, monkeypatch):
         "--model", str(trained_clm), "--data", "glue/sst2", "--split", "validation", "--json"
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1])["documents"] == 872
+    assert json_line(result.stdout)["documents"] == 872
 
 
 def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path):
@@ -64,7 +65,7 @@ def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path):
     text.write_text("The game was released in Japan .\n")
     result = eval_ppl("--model", str(trained_mlm), "--data", str(text), "--json")
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     assert summary["objective"] == "mlm" and summary["pseudo_perplexity"] > 1
 
 

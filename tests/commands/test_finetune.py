@@ -1,22 +1,12 @@
 import json
 
 import pytest
-from conftest import set_args
+from helpers import FIXTURES as ALL_FIXTURES
+from helpers import finetune
 from typer.testing import CliRunner
 
-from llmkit.cli import app
-
 runner = CliRunner()
-FIXTURES = __import__("pathlib").Path(__file__).parents[1] / "fixtures" / "glue"
-
-
-def finetune(recipe, out, *overrides, extra=()):
-    args = ["finetune", "--recipe", recipe, "-o", str(out), "--json", *extra]
-    args += set_args(overrides)
-    result = runner.invoke(app, args)
-    return result, (
-        json.loads(result.stdout.strip().splitlines()[-1]) if result.exit_code == 0 else None
-    )
+FIXTURES = ALL_FIXTURES / "glue"
 
 
 def test_pretrained_tiny_bert_beats_the_majority_on_sst2(trained_mlm, tmp_path):

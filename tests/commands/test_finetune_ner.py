@@ -4,22 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import set_args
+from helpers import finetune
 from seqeval.metrics import f1_score
 from typer.testing import CliRunner
 
-from llmkit.cli import app
-
 runner = CliRunner()
 CONLL = Path(__file__).parents[1] / "fixtures" / "conll"
-
-
-def finetune(out, *overrides, extra=()):
-    args = ["finetune", "--recipe", "ner-conll", "-o", str(out), "--json", *extra]
-    result = runner.invoke(app, args + set_args(overrides))
-    return result, (
-        json.loads(result.stdout.strip().splitlines()[-1]) if result.exit_code == 0 else None
-    )
 
 
 def data(*extra):
@@ -33,6 +23,7 @@ def data(*extra):
 def test_ner_learns_entities_and_reports_seqeval_f1(trained_mlm, tmp_path):
     # Measured: entity F1 0.65 after 75 steps (0.6 s); the untrained head scores ~0.
     result, summary = finetune(
+        "ner-conll",
         tmp_path / "ner",
         f"model.path={trained_mlm}",
         *data("train.epochs=3", "train.batch_size=16", "train.lr=2e-3"),
@@ -52,13 +43,17 @@ def test_ner_learns_entities_and_reports_seqeval_f1(trained_mlm, tmp_path):
 
     # evaluating the fine-tuned model again gives the same scores
     again, evaluated = finetune(
-        tmp_path / "eval", f"model.path={tmp_path / 'ner'}", *data(), extra=["--eval-only"]
+        "ner-conll",
+        tmp_path / "eval",
+        f"model.path={tmp_path / 'ner'}",
+        *data(),
+        extra=["--eval-only"],
     )
     assert again.exit_code == 0, again.output
     assert evaluated["eval_f1"] == pytest.approx(summary["eval_f1"])
 
     untrained, baseline = finetune(
-        tmp_path / "base", f"model.path={trained_mlm}", *data(), extra=["--eval-only"]
+        "ner-conll", tmp_path / "base", f"model.path={trained_mlm}", *data(), extra=["--eval-only"]
     )
     assert untrained.exit_code == 0, untrained.output
     assert baseline["eval_f1"] < summary["eval_f1"] - 0.3
@@ -68,6 +63,7 @@ def test_unknown_tags_in_the_evaluation_data_exit_2(trained_mlm, tmp_path):
     odd = tmp_path / "valid.txt"
     odd.write_text("Ada B-PERSON\nwrote O\n")
     result, _ = finetune(
+        "ner-conll",
         tmp_path / "x",
         f"model.path={trained_mlm}",
         f"task.train_file={CONLL / 'train.txt'}",

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import set_args
+from helpers import json_line, set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
@@ -60,7 +60,7 @@ def squad_run(trained_mlm, tmp_path_factory):
     )
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    return out, json.loads(result.stdout.strip().splitlines()[-1])
+    return out, json_line(result.stdout)
 
 
 def test_squad_fine_tuning_learns_and_reports_the_official_scores(squad_run):
@@ -95,9 +95,7 @@ def test_answer_gives_the_answer_evaluation_gave(squad_run):
             ["answer", "-m", str(out), "-q", row["question"], "-c", row["context"], "--json"],
         )
         assert result.exit_code == 0, result.output
-        assert (
-            json.loads(result.stdout.strip().splitlines()[-1])["answer"] == predictions[row["id"]]
-        )
+        assert json_line(result.stdout)["answer"] == predictions[row["id"]]
 
 
 def test_answer_windows_default_to_the_runs_and_flags_override_them(squad_run):
@@ -107,7 +105,7 @@ def test_answer_windows_default_to_the_runs_and_flags_override_them(squad_run):
     default = runner.invoke(app, ask)
     finer = runner.invoke(app, [*ask, "--doc-stride", "8", "--max-length", "48"])
     assert default.exit_code == finer.exit_code == 0, default.output + finer.output
-    default, finer = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (default, finer))
+    default, finer = (json_line(r.stdout) for r in (default, finer))
     assert (default["window_tokens"], default["doc_stride"]) == (64, 16)  # the run's recipe
     assert (finer["window_tokens"], finer["doc_stride"]) == (48, 8)
     assert finer["windows"] > default["windows"]
@@ -133,7 +131,7 @@ def test_answer_top_k_from_a_context_file(squad_run, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    answers = json.loads(result.stdout.strip().splitlines()[-1])["answers"]
+    answers = json_line(result.stdout)["answers"]
     assert len(answers) == 3
     assert answers[0]["score"] >= answers[1]["score"] >= answers[2]["score"]
     assert all(context.read_text()[a["start"] : a["end"]] == a["answer"] for a in answers)

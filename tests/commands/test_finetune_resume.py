@@ -7,13 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import StopAt
+from helpers import FIXTURES, StopAt
 from safetensors.torch import load_file
 
 from llmkit.commands.finetune import run_finetune
 from llmkit.recipe import load_recipe
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
+pytestmark = pytest.mark.slow  # minutes: `make test-fast` skips these
 
 
 def translation_pairs(folder: Path) -> Path:

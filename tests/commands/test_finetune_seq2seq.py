@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
-from conftest import set_args
+from helpers import finetune, json_line, set_args
 from rouge_score import rouge_scorer
 from typer.testing import CliRunner
 
@@ -97,12 +97,11 @@ def english_german(tmp_path_factory) -> tuple[Path, Path]:
     return write_jsonl(folder / "train.jsonl", train), write_jsonl(folder / "dev.jsonl", dev)
 
 
-def finetune(recipe, out, *overrides, extra=()):
-    args = ["finetune", "--recipe", recipe, "-o", str(out), "--json", *extra]
-    args += set_args(overrides)
-    result = runner.invoke(app, args)
+def finetuned(recipe, out, *overrides, extra=()):
+    """The summary of a fine-tuning run that must succeed."""
+    result, summary = finetune(recipe, out, *overrides, extra=extra)
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return summary
 
 
 def losses(run: Path) -> list[float]:
@@ -117,7 +116,7 @@ def predictions(run: Path) -> list[dict]:
 def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_sentences, tmp_path):
     train, dev = lead_sentences
     run = tmp_path / "t5"
-    summary = finetune(
+    summary = finetuned(
         "seq2seq-summarization",
         run,
         f"tokenizer.path={trained_clm}",
@@ -145,7 +144,7 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
     # A model this small learns the summaries' language long before it learns to copy from
     # the source (its ROUGE after 75 steps is 0-3.4 depending on the seed), so learning is
     # asserted on the held-out loss against the same model untrained.
-    untrained = finetune(
+    untrained = finetuned(
         "seq2seq-summarization",
         tmp_path / "untrained",
         f"tokenizer.path={trained_clm}",
@@ -165,7 +164,7 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
         app, ["generate", "-m", str(run), "--prompts", str(prompts), "--batch-size", "16", "--json"]
     )
     assert result.exit_code == 0, result.output
-    completions = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    completions = json_line(result.stdout)["results"]
     assert [c["completion"].strip() for c in completions] == [r["prediction"] for r in rows]
     assert all(c["completion_tokens"] > 0 for c in completions)
 
@@ -176,7 +175,7 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
 def test_bart_translation_trains_and_scores_bleu(trained_clm, english_german, tmp_path):
     train, dev = english_german
     run = tmp_path / "bart"
-    summary = finetune(
+    summary = finetuned(
         "seq2seq-translation",
         run,
         f"tokenizer.path={trained_clm}",

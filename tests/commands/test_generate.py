@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from helpers import json_line
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
@@ -93,7 +94,7 @@ def test_stream_prints_what_it_returns(trained_clm):
         ],
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     completion = summary["results"][0]["completion"]
     assert completion == completions(trained_clm, ["The game"], max_new_tokens=12)[0]
     assert "The game" + completion in result.stdout
@@ -129,7 +130,7 @@ def test_output_file_and_tokens_per_second(trained_clm, tmp_path):
         "seconds",
     }
     assert all(1 <= r["completion_tokens"] <= 8 for r in records)
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     assert summary["new_tokens"] == sum(r["completion_tokens"] for r in records)
     assert summary["tokens_per_second"] > 0
 

@@ -2,11 +2,11 @@
 language model) built from configs, saved with its processor, and run through the real
 command on a real PNG. No weights can be downloaded here; real checkpoints load the same way."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import json_line
 from typer.testing import CliRunner
 
 from llmkit.cli import app
@@ -80,9 +80,7 @@ def tiny_vlm(trained_clm, tmp_path_factory) -> Path:
 
 def generate(*args):
     result = runner.invoke(app, ["generate", *args, "--json"])
-    return result, (
-        json.loads(result.stdout.strip().splitlines()[-1]) if result.exit_code == 0 else None
-    )
+    return result, (json_line(result.stdout) if result.exit_code == 0 else None)
 
 
 def test_a_prompt_about_a_png_goes_through_the_processor_and_the_model(tiny_vlm, tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MODEL, StopAt, set_args
+from helpers import TINY_MODEL, StopAt, json_line, set_args
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
@@ -44,7 +44,7 @@ def clm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("clm") / "run"
     result = pretrain("pretrain-clm", "gpt2-tiny", out, *sets(*FAST), "--json")
     assert result.exit_code == 0, result.output
-    return out, json.loads(result.stdout.strip().splitlines()[-1])
+    return out, json_line(result.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def mlm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mlm") / "run"
     result = pretrain("pretrain-mlm", "bert-tiny", out, *sets(*FAST), "--json")
     assert result.exit_code == 0, result.output
-    return out, json.loads(result.stdout.strip().splitlines()[-1])
+    return out, json_line(result.stdout)
 
 
 def test_clm_loss_falls_on_wikitext(clm_run):
@@ -147,7 +147,7 @@ def test_nsp_run_saves_bert_for_pretraining_and_logs_nsp_accuracy(tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     assert summary["model"] == "bert + NSP" and 0 <= summary["eval_nsp_accuracy"] <= 1
     assert json.loads((out / "config.json").read_text())["architectures"] == ["BertForPreTraining"]
     assert isinstance(BertForPreTraining.from_pretrained(out), BertForPreTraining)
@@ -229,7 +229,7 @@ def test_model_path_continues_from_a_finished_run(tmp_path, clm_run):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     # It starts where the first run ended, not from scratch.
     assert summary["initial_eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-4)
     assert summary["eval_loss"] < summary["initial_eval_loss"]
@@ -273,7 +273,7 @@ def test_a_given_validation_source_is_used(tmp_path, wikitext_raw_test):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     tokenizer = AutoTokenizer.from_pretrained(out)
     rows = [r for r in wikitext_raw_test.read_bytes().decode().split("\r\n") if r.strip()]
     stream = sum(len(tokenizer(r)["input_ids"]) + 1 for r in rows)  # + EOS per document
@@ -299,7 +299,7 @@ def test_pretraining_reuses_the_blocks_that_tokenize_packed(tmp_path):
         ],
     )
     assert packed.exit_code == 0, packed.output
-    blocks = json.loads(packed.stdout.strip().splitlines()[-1])["blocks"]
+    blocks = json_line(packed.stdout)["blocks"]
     result = pretrain(
         "pretrain-clm",
         "gpt2-tiny",
@@ -308,7 +308,7 @@ def test_pretraining_reuses_the_blocks_that_tokenize_packed(tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json_line(result.stdout)
     assert summary["blocks_reused"] is True
     assert summary["train_blocks"] + summary["eval_blocks"] == blocks
 

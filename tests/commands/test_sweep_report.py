@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_MODEL, set_args
+from helpers import TINY_MODEL, set_args
 from matplotlib import colors
 from matplotlib import image as mpimg
 from typer.testing import CliRunner

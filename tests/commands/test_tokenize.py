@@ -4,6 +4,7 @@ import sys
 
 import datasets
 import pytest
+from helpers import json_line
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
@@ -19,7 +20,7 @@ def tokenize(*args):
 
 
 def json_summary(result):
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json_line(result.stdout)
 
 
 def test_tokenize_writes_a_tokenizer_directory_that_loads(tmp_path):
@@ -245,4 +246,4 @@ def test_the_real_command_json_is_the_last_stdout_line(tmp_path):
         "tokenize", "--recipe", "tokenizer-wordpiece", *SMALL, "-o", str(tmp_path / "t"), "--json"
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["vocab_size"] == 1000
+    assert json_line(result.stdout)["vocab_size"] == 1000

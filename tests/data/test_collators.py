@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import pack_rows
+from helpers import pack_rows
 
 from llmkit.data.collators import build_collator, mask_once
 from llmkit.data.nsp import IS_NEXT, RANDOM_NEXT, build_sentence_pairs

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import pack_rows
+from helpers import pack_rows
 
 from llmkit.data.corpus import packed_blocks
 from llmkit.data.packing import token_dtype

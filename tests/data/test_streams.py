@@ -15,7 +15,7 @@ import time
 import datasets
 import pytest
 import zstandard
-from conftest import read_rows
+from helpers import read_rows
 
 from llmkit.data import shards, streams
 from llmkit.data.corpus import packed_blocks

@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 import scipy.stats
+from helpers import FIXTURES as ALL_FIXTURES
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from llmkit.errors import UserError
 from llmkit.metrics import glue_metric
 from llmkit.tasks.glue import TASKS, glue_task, load_split, read_local_split
 
-FIXTURES = __import__("pathlib").Path(__file__).parents[1] / "fixtures" / "glue"
+FIXTURES = ALL_FIXTURES / "glue"
 
 
 @pytest.mark.parametrize(

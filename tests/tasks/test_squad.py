@@ -1,8 +1,8 @@
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FIXTURES as ALL_FIXTURES
 
 from llmkit.errors import UserError
 from llmkit.metrics import SquadMetric, normalize_squad_answer, squad_token_f1
@@ -15,7 +15,7 @@ from llmkit.tasks.squad import (
 )
 from llmkit.tokenizer import load_tokenizer
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "squad"
+FIXTURES = ALL_FIXTURES / "squad"
 
 
 @pytest.mark.parametrize(
