@@ -151,6 +151,12 @@ def training_arguments(
     )
 
 
+def without_timings(metrics: dict[str, float]) -> dict[str, float]:
+    """Trainer's metrics less its timings (`*_runtime`, `*_per_second`): a run reports its own
+    throughput, and results must not change from one run of the same recipe to the next."""
+    return {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))}
+
+
 def settings_used(args: TrainingArguments) -> dict[str, object]:
     """What the run actually used once `auto` was decided, for metrics.json."""
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"

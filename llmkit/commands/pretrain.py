@@ -55,11 +55,11 @@ from llmkit.training import (
     settings_used,
     train_guarded,
     training_arguments,
+    without_timings,
 )
 
 OBJECTIVE_NAMES = {"clm": "causal language model", "mlm": "masked language model"}
 # Evaluation timings are not results.
-TIMING_KEYS = ("_runtime", "_per_second")
 
 
 def _check_objective(recipe: Recipe, objective: Objective) -> bool:
@@ -323,13 +323,7 @@ def run_pretrain(
     }
     if evaluations:
         metrics["initial_eval_loss"] = evaluations[0]["eval_loss"]
-    metrics.update(
-        {
-            k: v
-            for k, v in final_eval.items()
-            if k.startswith("eval_") and not k.endswith(TIMING_KEYS)
-        }
-    )
+    metrics.update({k: v for k, v in without_timings(final_eval).items() if k.startswith("eval_")})
     if resume_from:
         metrics["resumed_from"] = str(resume_from)
     metrics["wall_seconds"] = time.perf_counter() - started

@@ -23,6 +23,7 @@ from llmkit.metrics import glue_metric
 from llmkit.recipe import Recipe, TaskConfig
 from llmkit.rundir import write_atomic
 from llmkit.tasks.glue import GlueTask, glue_task, load_split
+from llmkit.training import without_timings
 
 
 def tokenize_split(dataset, task: GlueTask, tokenizer, max_length: int) -> datasets.Dataset:
@@ -113,13 +114,7 @@ def prepare_glue(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
                 "eval" if len(encoded_dev) == 1 else f"eval_{split.removeprefix('validation_')}"
             )
             output = trainer.predict(encoded, metric_key_prefix=prefix)
-            metrics.update(
-                {
-                    k: v
-                    for k, v in output.metrics.items()
-                    if not k.endswith(("_runtime", "_per_second"))
-                }
-            )
+            metrics.update(without_timings(output.metrics))
             metrics[f"{prefix}_examples"] = len(encoded)
             if not task.is_regression:
                 majority = Counter(validation[split]["label"]).most_common(1)[0][1] / len(encoded)

@@ -24,6 +24,7 @@ from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
 from llmkit.tasks.seq2seq import load_pairs
 from llmkit.tokenizer import load_tokenizer
+from llmkit.training import without_timings
 
 ENCODER_DECODER_FAMILIES = ("t5", "bart")
 
@@ -127,10 +128,7 @@ def prepare_seq2seq(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
                     for s, r, p in rows
                 ),
             )
-        kept = {
-            k: v for k, v in output.metrics.items() if not k.endswith(("_runtime", "_per_second"))
-        }
-        return {**kept, "eval_examples": len(validation)}
+        return {**without_timings(output.metrics), "eval_examples": len(validation)}
 
     what = (
         "summarization"
