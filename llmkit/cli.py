@@ -7,11 +7,13 @@ and exits 2, a failed run exits 1, Ctrl-C exits 130; LLMKIT_DEBUG=1 shows the tr
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,82 +105,128 @@ def root(
     """Train tokenizers, pretrain, fine-tune, evaluate and sample language models."""
 
 
-@app.command()
-@guarded
-def tokenize(
-    recipe: str = RecipeOption,
-    overrides: list[str] = SetOption,
-    output_dir: Path = OutputDirOption,
-    overwrite: bool = OverwriteOption,
-    dry_run: bool = DryRunOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Train a tokenizer (byte-bpe, bpe, wordpiece, unigram) on a corpus and measure it.
-
-    With [bold]data.encode=true[/] it also encodes the corpus and packs it into
-    [bold]data.seq_len[/] blocks, cached so that pretraining with the same inputs reuses them.
-
-    Example: [cyan]llmkit tokenize --recipe tokenizer-byte-bpe --set data.train=corpus/[/]
-    """
-    from llmkit.commands.tokenize import run_tokenize
-    from llmkit.recipe import load_recipe
-
-    resolved = load_recipe(recipe, overrides or [])
-    if dry_run:
-        out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
-        return
-    summary = run_tokenize(resolved, output_dir=output_dir, overwrite=overwrite)
-    _report(f"tokenize → {summary['output_dir']}", summary, as_json)
-
-
 ResumeOption = typer.Option(
     None,
     "--resume",
     help="Continue a run: 'auto' (its newest complete checkpoint, or a fresh start) or a "
     "checkpoint/run path.",
 )
+EvalOnlyOption = typer.Option(
+    False, "--eval-only", help="Evaluate model.path (already fine-tuned) without training."
+)
 
 
-def _register_pretraining(objective: str, summary: str, example: str) -> None:
-    """pretrain-clm and pretrain-mlm: one command shape, two objectives."""
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """A command function imported when called: `llmkit --help` stays quick."""
 
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
+
+
+@dataclass(frozen=True)
+class RecipeCommand:
+    """A command that runs a recipe: the shape tokenize, pretrain-* and finetune share."""
+
+    name: str
+    help: str  # what it does (a paragraph), then an example
+    example: str
+    run: Callable[..., dict[str, Any]]  # (recipe, output_dir=, overwrite=, [options]) → summary
+    title: Callable[[dict[str, Any]], str]  # of the summary table
+    # What a dry run checks and shows beyond the resolved recipe (a table, or None).
+    describe: Callable[[Any], dict[str, Any] | None] = lambda recipe: None
+    resumable: bool = True  # takes --resume
+    options: tuple[tuple[str, Any, Any], ...] = ()  # (parameter, type, typer.Option) more
+
+
+def register(spec: RecipeCommand) -> None:
     def command(
-        recipe: str = RecipeOption,
-        overrides: list[str] = SetOption,
-        output_dir: Path = OutputDirOption,
-        overwrite: bool = OverwriteOption,
-        resume: str = ResumeOption,
-        dry_run: bool = DryRunOption,
-        as_json: bool = JsonOption,
+        recipe: str, overrides: list[str], dry_run: bool, as_json: bool, **options: Any
     ) -> None:
-        from llmkit.commands.pretrain import describe_model, run_pretrain
         from llmkit.recipe import load_recipe
 
         resolved = load_recipe(recipe, overrides or [])
         if dry_run:
+            shown = spec.describe(resolved)  # may raise: what can be checked without data
             out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
-            print_table("model", describe_model(resolved, objective))
+            if shown:
+                print_table("model", shown)
             return
-        result = run_pretrain(
-            resolved, objective, output_dir=output_dir, overwrite=overwrite, resume=resume
-        )
-        _report(f"pretrain-{objective} → {result['output_dir']}", result, as_json)
+        summary = spec.run(resolved, **options)
+        _report(spec.title(summary), summary, as_json)
 
-    command.__doc__ = f"{summary}\n\nExample: [cyan]{example}[/]"
-    command.__name__ = f"pretrain_{objective}"
-    app.command(f"pretrain-{objective}")(guarded(command))
+    shared = [
+        ("recipe", str, RecipeOption),
+        ("overrides", list[str], SetOption),
+        ("output_dir", Path, OutputDirOption),
+        ("overwrite", bool, OverwriteOption),
+        *([("resume", str, ResumeOption)] if spec.resumable else []),
+        *spec.options,
+        ("dry_run", bool, DryRunOption),
+        ("as_json", bool, JsonOption),
+    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    command.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, keyword, default=o, annotation=t) for name, t, o in shared]
+    )
+    command.__doc__ = f"{spec.help}\n\nExample: [cyan]{spec.example}[/]"
+    command.__name__ = spec.name.replace("-", "_")
+    app.command(spec.name)(guarded(command))
 
 
-_register_pretraining(
-    "clm",
-    "Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.",
-    "llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100",
-)
-_register_pretraining(
-    "mlm",
-    "Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence prediction).",
-    "llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true",
-)
+def _check_task(recipe: Any) -> None:
+    """A finetune dry run: the task name is checked (the data is not read)."""
+    _lazy("llmkit.finetuning", "check_task_name")(recipe)
+
+
+for _spec in (
+    RecipeCommand(
+        "tokenize",
+        "Train a tokenizer (byte-bpe, bpe, wordpiece, unigram) on a corpus and measure it. With "
+        "[bold]data.encode=true[/] it also encodes the corpus and packs it into "
+        "[bold]data.seq_len[/] blocks, cached so that pretraining with the same inputs reuses "
+        "them.",
+        "llmkit tokenize --recipe tokenizer-byte-bpe --set data.train=corpus/",
+        _lazy("llmkit.commands.tokenize", "run_tokenize"),
+        lambda summary: f"tokenize → {summary['output_dir']}",
+        resumable=False,
+    ),
+    RecipeCommand(
+        "pretrain-clm",
+        "Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.",
+        "llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100",
+        functools.partial(_lazy("llmkit.commands.pretrain", "run_pretrain"), objective="clm"),
+        lambda summary: f"pretrain-clm → {summary['output_dir']}",
+        describe=functools.partial(
+            _lazy("llmkit.commands.pretrain", "describe_model"), objective="clm"
+        ),
+    ),
+    RecipeCommand(
+        "pretrain-mlm",
+        "Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence "
+        "prediction).",
+        "llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true",
+        functools.partial(_lazy("llmkit.commands.pretrain", "run_pretrain"), objective="mlm"),
+        lambda summary: f"pretrain-mlm → {summary['output_dir']}",
+        describe=functools.partial(
+            _lazy("llmkit.commands.pretrain", "describe_model"), objective="mlm"
+        ),
+    ),
+    RecipeCommand(
+        "finetune",
+        "Fine-tune a model on a downstream task (task.name) and report its official metrics."
+        "\n\nTasks: glue/<task> (classification), qa/squad (extractive QA), ner/conll "
+        "(entities), seq2seq/summarization and seq2seq/translation (T5/BART). Writes the model, "
+        "dev metrics and predictions (and GLUE test predictions in the submission format).",
+        "llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny",
+        _lazy("llmkit.commands.finetune", "run_finetune"),
+        lambda summary: f"finetune {summary['task']} → {summary['output_dir']}",
+        describe=_check_task,
+        options=(("eval_only", bool, EvalOnlyOption),),
+    ),
+):
+    register(_spec)
 
 
 def quiet_libraries() -> None:
@@ -193,43 +241,6 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
-
-
-@app.command()
-@guarded
-def finetune(
-    recipe: str = RecipeOption,
-    overrides: list[str] = SetOption,
-    output_dir: Path = OutputDirOption,
-    overwrite: bool = OverwriteOption,
-    resume: str = ResumeOption,
-    eval_only: bool = typer.Option(
-        False, "--eval-only", help="Evaluate model.path (already fine-tuned) without training."
-    ),
-    dry_run: bool = DryRunOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Fine-tune a model on a downstream task (task.name) and report its official metrics.
-
-    Tasks: glue/<task> (classification), qa/squad (extractive QA), ner/conll (entities),
-    seq2seq/summarization and seq2seq/translation (T5/BART). Writes the model, dev metrics
-    and predictions (and GLUE test predictions in the submission format).
-
-    Example: [cyan]llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny[/]
-    """
-    from llmkit.commands.finetune import run_finetune
-    from llmkit.finetuning import check_task_name
-    from llmkit.recipe import load_recipe
-
-    resolved = load_recipe(recipe, overrides or [])
-    if dry_run:
-        check_task_name(resolved)
-        out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
-        return
-    summary = run_finetune(
-        resolved, output_dir=output_dir, overwrite=overwrite, resume=resume, eval_only=eval_only
-    )
-    _report(f"finetune {summary['task']} → {summary['output_dir']}", summary, as_json)
 
 
 @app.command("eval-ppl")
