@@ -130,10 +130,11 @@ class RecipeCommand:
     """A command that runs a recipe: the shape tokenize, pretrain-* and finetune share."""
 
     name: str
-    help: str  # what it does (a paragraph), then an example
+    help: str  # what it does (paragraphs); `example` follows it in --help
     example: str
     run: Callable[..., dict[str, Any]]  # (recipe, output_dir=, overwrite=, [options]) → summary
-    title: Callable[[dict[str, Any]], str]  # of the summary table
+    # The summary table's title (default: "<name> → <output dir>").
+    title: Callable[[dict[str, Any]], str] | None = None
     # What a dry run checks and shows beyond the resolved recipe (a table, or None).
     describe: Callable[[Any], dict[str, Any] | None] = lambda recipe: None
     resumable: bool = True  # takes --resume
@@ -154,7 +155,8 @@ def register(spec: RecipeCommand) -> None:
                 print_table("model", shown)
             return
         summary = spec.run(resolved, **options)
-        _report(spec.title(summary), summary, as_json)
+        title = spec.title(summary) if spec.title else f"{spec.name} → {summary['output_dir']}"
+        _report(title, summary, as_json)
 
     shared = [
         ("recipe", str, RecipeOption),
@@ -175,6 +177,18 @@ def register(spec: RecipeCommand) -> None:
     app.command(spec.name)(guarded(command))
 
 
+def _pretraining(objective: str, help: str, example: str) -> RecipeCommand:
+    """pretrain-clm and pretrain-mlm: one command, two objectives."""
+    pretrain = "llmkit.commands.pretrain"
+    return RecipeCommand(
+        f"pretrain-{objective}",
+        help,
+        example,
+        functools.partial(_lazy(pretrain, "run_pretrain"), objective=objective),
+        describe=functools.partial(_lazy(pretrain, "describe_model"), objective=objective),
+    )
+
+
 def _check_task(recipe: Any) -> None:
     """A finetune dry run: the task name is checked (the data is not read)."""
     _lazy("llmkit.finetuning", "check_task_name")(recipe)
@@ -189,29 +203,18 @@ for _spec in (
         "them.",
         "llmkit tokenize --recipe tokenizer-byte-bpe --set data.train=corpus/",
         _lazy("llmkit.commands.tokenize", "run_tokenize"),
-        lambda summary: f"tokenize → {summary['output_dir']}",
         resumable=False,
     ),
-    RecipeCommand(
-        "pretrain-clm",
+    _pretraining(
+        "clm",
         "Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.",
         "llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100",
-        functools.partial(_lazy("llmkit.commands.pretrain", "run_pretrain"), objective="clm"),
-        lambda summary: f"pretrain-clm → {summary['output_dir']}",
-        describe=functools.partial(
-            _lazy("llmkit.commands.pretrain", "describe_model"), objective="clm"
-        ),
     ),
-    RecipeCommand(
-        "pretrain-mlm",
+    _pretraining(
+        "mlm",
         "Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence "
         "prediction).",
         "llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true",
-        functools.partial(_lazy("llmkit.commands.pretrain", "run_pretrain"), objective="mlm"),
-        lambda summary: f"pretrain-mlm → {summary['output_dir']}",
-        describe=functools.partial(
-            _lazy("llmkit.commands.pretrain", "describe_model"), objective="mlm"
-        ),
     ),
     RecipeCommand(
         "finetune",
@@ -221,7 +224,7 @@ for _spec in (
         "dev metrics and predictions (and GLUE test predictions in the submission format).",
         "llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny",
         _lazy("llmkit.commands.finetune", "run_finetune"),
-        lambda summary: f"finetune {summary['task']} → {summary['output_dir']}",
+        title=lambda summary: f"finetune {summary['task']} → {summary['output_dir']}",
         describe=_check_task,
         options=(("eval_only", bool, EvalOnlyOption),),
     ),
