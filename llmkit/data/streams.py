@@ -51,7 +51,6 @@ class ReadProgress:
     done: int = 0
     total: int | None = None
     unit: str = "bytes"
-    rows: int = 0
     skipped_long: int = 0  # lines skipped while reading (longer than max_chars allows)
     file_start: int = 0  # bytes of the files before the one being read
 
@@ -118,9 +117,7 @@ def _each_file(
     for file in files:
         progress.file_start = progress.done
         try:
-            for batch in read(file):
-                progress.rows += len(batch)
-                yield batch
+            yield from read(file)
         except UserError:
             raise
         except Exception as e:  # decoding and decompression failures, explained when known
@@ -282,8 +279,7 @@ def _dataset_rows(
                     f"column '{text_column}' of {where} holds {type(rows[0]).__name__}, not text",
                     "set data.text_column to a column of strings",
                 )
-            progress.rows += len(rows)
-            progress.done = progress.rows
+            progress.done += len(rows)
             yield [row or "" for row in rows]
     except UserError:
         raise
