@@ -25,7 +25,7 @@ from transformers import (
 from benchmarks.harness import ROOT, SHARED_DATA, way_main
 from llmkit.commands.finetune import run_finetune
 from llmkit.recipe import load_recipe
-from llmkit.tasks.glue import TASKS, read_local_split
+from llmkit.tasks.glue.data import TASKS, read_local_split
 
 SHARED_SST2 = SHARED_DATA / "glue" / "SST-2"
 FIXTURE_SST2 = ROOT / "tests" / "fixtures" / "glue" / "SST-2"

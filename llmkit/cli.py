@@ -191,7 +191,7 @@ def _pretraining(objective: str, help: str, example: str) -> RecipeCommand:
 
 def _check_task(recipe: Any) -> None:
     """A finetune dry run: the task name is checked (the data is not read)."""
-    _lazy("llmkit.finetuning", "check_task_name")(recipe)
+    _lazy("llmkit.tasks", "check_task_name")(recipe.task.name)
 
 
 for _spec in (

@@ -1,30 +1,29 @@
 """The recipe: one typed schema with every default, YAML loading, and `--set` overrides.
 
 A recipe is a YAML mapping whose sections mirror the classes below. Every key a user may set,
-its type and its default are declared here and nowhere else; unknown keys are rejected with
-the closest valid one suggested.
+its type and its default are declared here and nowhere else, except the `task:` keys: each
+task kind declares its own beside its code (`llmkit/tasks/<kind>/__init__.py`), and the
+`task` section is validated with the keys of its task.name's kind. Unknown keys are rejected
+with the closest valid one suggested; a key of another kind names the kind it belongs to.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
 
 from llmkit.errors import UserError, did_you_mean
+from llmkit.schema import Section
+from llmkit.tasks import KINDS, keys_of, kind_of, owners_of
+from llmkit.tasks.kind import TaskKeys
 
 # The repo's recipes/ folder (editable install), or the copy a wheel carries inside the package.
 _REPO_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 _PACKAGED_RECIPES = Path(__file__).resolve().parent / "recipes"
-
-
-class Section(BaseModel):
-    # extra="forbid" is what turns a typo into an error instead of a silently ignored key.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class CleaningConfig(Section):
@@ -96,72 +95,36 @@ class ObjectiveConfig(Section):  # masked-LM commands only
     nsp: bool = False  # next-sentence prediction (bert family): BertForPreTraining
 
 
-class TaskConfig(Section):  # finetune only
-    # glue/<task> (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), qa/squad, ner/conll,
-    # seq2seq/summarization, seq2seq/translation
-    name: str | None = None
-    # a local copy: the standard GLUE layout (train.tsv, dev.tsv, test.tsv), SQuAD's
-    # (train-v1.1.json, dev-v1.1.json), CoNLL's (train.txt, valid.txt, test.txt)
-    data_dir: str | None = None
-    train_file: str | None = None  # or one file per split
-    validation_file: str | None = None
-    test_file: str | None = None
-    max_length: int | None = Field(None, ge=8)  # truncation (default: the model's positions)
-    max_train_examples: int | None = Field(None, ge=1)  # the first N (quick runs)
-    max_eval_examples: int | None = Field(None, ge=1)
-    # qa/squad
-    doc_stride: int = Field(128, ge=1)  # context tokens shared by neighbouring windows
-    max_answer_tokens: int = Field(30, ge=1)  # longest answer span considered
-    # ner/conll: train every sub-word token of a word (B- continuing as I-), not only the first
-    label_all_subwords: bool = False
-    # a hub dataset when no local files are given: seq2seq/* (e.g. EdinburghNLP/xsum, wmt16),
-    # ner/conll (default lhoestq/conll2003)
-    dataset: str | None = None
-    dataset_config: str | None = None  # e.g. de-en for wmt16
-    source_column: str = "document"  # summarization: text and summary columns (XSum's names)
-    target_column: str = "summary"
-    source_lang: str = "en"  # translation: keys of the `translation` column (WMT's layout)
-    target_lang: str = "de"
-    source_prefix: str = ""  # put before every source, e.g. "summarize: " for T5
-    max_target_length: int = Field(128, ge=1)  # target tokens trained; tokens generated
-    num_beams: int = Field(1, ge=1)  # beam search when evaluating
-
-    @model_validator(mode="after")
-    def _keys_of_this_kind_only(self) -> TaskConfig:
-        """A key only another kind of task reads would silently do nothing: an error unless
-        it holds its default (as every saved recipe.yaml lists it)."""
-        if not self.name:
-            return self
-        for key, kinds in TASK_KEY_KINDS.items():
-            owns = any(self.name == k or self.name.startswith(f"{k}/") for k in kinds)
-            if not owns and getattr(self, key) != TaskConfig.model_fields[key].default:
-                raise PydanticCustomError(
-                    "foreign_task_key",
-                    "recipe key 'task.{key}' belongs to {kinds} tasks, not to {name}",
-                    {
-                        "key": key,
-                        "kinds": " and ".join(f"{k}/*" if "/" not in k else k for k in kinds),
-                        "name": self.name,
-                    },
-                )
-        return self
+def _task_keys_tag(section: Any) -> str:
+    """Which kind's keys a task section is validated with: its task.name, else its kind."""
+    name = section.get("name") if isinstance(section, dict) else getattr(section, "name", None)
+    kind = kind_of(name)
+    if kind is None:
+        return "none"
+    return name if name in kind.task_keys else kind.name
 
 
-# The task keys only some kinds read (a prefix of task.name); the others every kind reads.
-TASK_KEY_KINDS: dict[str, tuple[str, ...]] = {
-    "doc_stride": ("qa",),
-    "max_answer_tokens": ("qa",),
-    "label_all_subwords": ("ner",),
-    "dataset": ("ner", "seq2seq"),
-    "dataset_config": ("ner", "seq2seq"),
-    "source_column": ("seq2seq/summarization",),
-    "target_column": ("seq2seq/summarization",),
-    "source_lang": ("seq2seq/translation",),
-    "target_lang": ("seq2seq/translation",),
-    "source_prefix": ("seq2seq",),
-    "max_target_length": ("seq2seq",),
-    "num_beams": ("seq2seq",),
-}
+def _task_section() -> Any:
+    """task: one model per kind (a discriminated union on task.name), so that each kind
+    accepts its own keys only; the kinds come from the task registry."""
+    members = [Annotated[TaskKeys, Tag("none")]]
+    for kind in KINDS.values():
+        members.append(Annotated[kind.keys, Tag(kind.name)])
+        members += [Annotated[keys, Tag(name)] for name, keys in kind.task_keys.items()]
+    return Annotated[Union[tuple(members)], Discriminator(_task_keys_tag)]  # noqa: UP007
+
+
+TaskSection = _task_section()
+_NO_DEFAULT = object()
+
+
+def _default_elsewhere(key: str) -> Any:
+    """task.<key>'s default in the kinds that have it (all agree), else a unique marker."""
+    for kind in KINDS.values():
+        for keys in (kind.keys, *kind.task_keys.values()):
+            if key in keys.model_fields:
+                return keys.model_fields[key].default
+    return _NO_DEFAULT
 
 
 class TrainConfig(Section):
@@ -196,9 +159,22 @@ class Recipe(Section):
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
-    task: TaskConfig = TaskConfig()
+    task: TaskSection = TaskKeys()  # finetune only; each kind's keys: llmkit/tasks/<kind>/
     train: TrainConfig = TrainConfig()
     output_dir: str | None = None  # default: runs/<name>
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_default_keys_of_other_kinds(cls, tree: Any) -> Any:
+        """Recipes saved before each kind had keys of its own list every task key; one of
+        another kind that holds its default did nothing there, so it is dropped rather than
+        rejected (and those run directories' recipe.yaml still load)."""
+        task = tree.get("task") if isinstance(tree, dict) else None
+        if not isinstance(task, dict):
+            return tree
+        own = keys_of(task.get("name")).model_fields
+        kept = {k: v for k, v in task.items() if k in own or v != _default_elsewhere(k)}
+        return {**tree, "task": kept}
 
     @property
     def resolved_output_dir(self) -> Path:
@@ -283,10 +259,13 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     node[leaf] = value
 
 
-def _fields_at(location: tuple[str | int, ...]) -> list[str]:
+def _fields_at(location: tuple[str | int, ...], task_name: str | None) -> list[str]:
     """The valid keys of the section at `location` (for suggestions)."""
     model: type[BaseModel] = Recipe
     for part in location:
+        if model is Recipe and part == "task":
+            model = keys_of(task_name)
+            continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
@@ -295,14 +274,22 @@ def _fields_at(location: tuple[str | int, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _explain(error: dict[str, Any]) -> str:
+def _explain(error: dict[str, Any], task_name: str | None) -> str:
     location = tuple(error["loc"])
+    if location[:1] == ("task",) and len(location) > 2:
+        location = location[:1] + location[2:]  # drop the union's tag (the kind)
     key = ".".join(str(part) for part in location)
-    if error["type"] == "foreign_task_key":
-        return error["msg"]
     if error["type"] == "extra_forbidden":
+        owners = owners_of(str(location[-1])) if location[:1] == ("task",) else []
+        if owners:
+            return (
+                f"recipe key '{key}' belongs to {' and '.join(owners)} tasks, not to "
+                f"{task_name or 'a recipe without task.name'}"
+            )
         parent = ".".join(str(part) for part in location[:-1])
-        siblings = [f"{parent}.{name}" if parent else name for name in _fields_at(location[:-1])]
+        siblings = [
+            f"{parent}.{name}" if parent else name for name in _fields_at(location[:-1], task_name)
+        ]
         return f"unknown recipe key '{key}'{did_you_mean(key, siblings)}"
     return f"recipe key '{key}': {error['msg']} (got {error.get('input')!r})"
 
@@ -311,7 +298,9 @@ def validate_recipe(tree: dict[str, Any], *, source: str) -> Recipe:
     try:
         return Recipe.model_validate(tree)
     except ValidationError as e:
-        problems = [_explain(err) for err in e.errors()]
+        task = tree.get("task") if isinstance(tree, dict) else None
+        task_name = task.get("name") if isinstance(task, dict) else None
+        problems = [_explain(err, task_name) for err in e.errors()]
         raise UserError(
             f"invalid recipe {source}: " + "; ".join(problems),
             "`llmkit <command> --recipe R --dry-run` prints every key with its default",

@@ -3,6 +3,12 @@
 A directory is an llmkit run when it holds `recipe.yaml`; it is finished when it also holds
 `metrics.json`, which is always written last (atomically). Another run's directory is only
 replaced with --overwrite, and only once the new run has got past every input check.
+
+`Run` is that lifecycle, the one every command that writes a run directory follows
+(tokenize, pretrain-*, finetune): `Run.start` checks the directory before any work and finds
+the checkpoint to resume; `claim` takes the directory and saves the recipe once every input
+is checked; `finish` saves the model, tokenizer and trainer state, the card, and
+`metrics.json` last.
 """
 
 from __future__ import annotations
@@ -10,13 +16,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmkit import __version__
 from llmkit.errors import UserError
 from llmkit.recipe import Recipe
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, Trainer
 
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
@@ -160,3 +171,88 @@ Training data: {data}.
 ```
 """
     write_atomic(run_dir / CARD_FILE, card)
+
+
+@dataclass
+class Card:
+    """What a run's README.md says beyond the recipe: a title, one paragraph, the results."""
+
+    title: str
+    what: str
+    results: Mapping[str, Any]
+
+
+@dataclass
+class Run:
+    """One command's run directory through its life (see the module's docstring)."""
+
+    dir: Path
+    recipe: Recipe
+    command: str  # the llmkit command that reproduces it, e.g. pretrain-clm
+    overwrite: bool = False
+    resuming: bool = False
+    resume_from: Path | None = None  # the checkpoint training continues from
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(
+        cls,
+        recipe: Recipe,
+        command: str,
+        *,
+        output_dir: Path | None = None,
+        overwrite: bool = False,
+        resume: str | None = None,
+    ) -> Run:
+        """Checked before any work: a run that would destroy something fails now."""
+        run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
+        check_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
+        resume_from = resolve_resume(run_dir, resume)
+        return cls(run_dir, recipe, command, overwrite, resume is not None, resume_from)
+
+    def summary(self, **fields: Any) -> dict[str, Any]:
+        """The start of the run's metrics.json: which command wrote it, and where."""
+        return {"command": self.command, "output_dir": str(self.dir), **fields}
+
+    def claim(self, *, main_process: bool = True) -> None:
+        """Every input is checked: only now may an earlier run in the directory be replaced."""
+        if main_process:
+            claim_output_dir(self.dir, overwrite=self.overwrite, resume=self.resuming)
+            save_recipe(self.dir, self.recipe)
+
+    def finish(
+        self,
+        metrics: dict[str, Any],
+        card: Card,
+        *,
+        trainer: Trainer | None = None,
+        trained: bool = True,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> dict[str, Any]:
+        """Save what the run made (the trainer's model and state when it `trained`, the
+        tokenizer), the card, and metrics.json last. Every process calls it (saving a
+        sharded model needs them all); only the main one writes files."""
+        from llmkit.tokenizer import save_tokenizer
+
+        metrics["wall_seconds"] = time.perf_counter() - self.started
+        saves_model = trainer is not None and trained
+        if saves_model:
+            trainer.save_model(str(self.dir))
+        if trainer is None or trainer.is_world_process_zero():
+            # Trainer pickles its arguments beside the weights; recipe.yaml already says it
+            # all, and a run directory holds no pickles.
+            (self.dir / "training_args.bin").unlink(missing_ok=True)
+            if tokenizer is not None:
+                save_tokenizer(tokenizer, self.dir)
+            if saves_model:
+                trainer.state.save_to_json(str(self.dir / "trainer_state.json"))
+            write_card(
+                self.dir,
+                command=self.command,
+                title=card.title,
+                what=card.what,
+                recipe=self.recipe,
+                results=card.results,
+            )
+            save_metrics(self.dir, metrics)
+        return metrics

@@ -121,20 +121,54 @@ def test_yaml_is_read_safely(tmp_path):
 
 
 def test_the_readme_lists_every_recipe_key_with_its_default():
-    """README's annotated recipe is the user's reference: it must match the schema."""
+    """README's annotated recipe is the user's reference: it must match the schema, and the
+    task keys stand under the kinds that read them."""
     import re
-    from pathlib import Path
-
-    import yaml
 
     from llmkit.recipe import Recipe
+    from llmkit.tasks import KINDS, owners_of
+    from llmkit.tasks.kind import TaskKeys
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme[readme.index("## Recipes") :]
-    listed = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    listed = yaml.safe_load(block)
     defaults = Recipe().model_dump(mode="json")
     listed["name"], defaults["name"] = None, None  # the example names itself
+    every_task_key = {}
+    for kind in KINDS.values():
+        for keys in (kind.keys, *kind.task_keys.values()):
+            every_task_key.update(keys().model_dump(mode="json"))
+    assert set(defaults.pop("task")) == set(TaskKeys.model_fields)
+    assert listed.pop("task") == every_task_key
     assert listed == defaults
+    # Under "# glue/*, qa/*:" headings: exactly the keys the registry says those kinds read.
+    task_lines = block[block.index("\ntask:") :].split("\ntrain:")[0].splitlines()[2:]
+    owners = set()  # before the first heading: keys every kind reads
+    for line in task_lines:
+        heading = re.fullmatch(r"\s*# (.+):", line)
+        if heading:
+            owners = {owner.strip() for owner in heading.group(1).split(",")}
+            continue
+        key = line.split(":")[0].strip()
+        expected = set() if key in TaskKeys.model_fields else set(owners_of(key))
+        assert owners == expected, f"README lists task.{key} under {owners or 'all kinds'}"
+
+
+def test_every_task_kind_has_a_shipped_recipe_and_a_readme_row():
+    from llmkit.recipe import shipped_recipe_names
+    from llmkit.tasks import KINDS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme[readme.index("| `task.name` |") :].split("\n\n")[0]
+    for kind in KINDS.values():
+        rows = [row for row in table.splitlines() if row.startswith(f"| `{kind.name}/")]
+        assert rows, f"README's finetune table has no row for {kind.name}/*"
+        assert all(kind.head.removeprefix("AutoModelFor") in row for row in rows)
+        for name in kind.recipes:
+            assert name in shipped_recipe_names()
+            assert load_recipe(name).task.name in kind.names
+            assert any(f"`{name}`" in row for row in rows), f"{name} is not in the table"
 
 
 def test_a_task_key_of_another_kind_is_an_error_naming_its_kind():
@@ -144,7 +178,8 @@ def test_a_task_key_of_another_kind_is_an_error_naming_its_kind():
         load_recipe("glue-sst2", ["task.doc_stride=64"])
     with pytest.raises(UserError, match="'task.source_lang' belongs to seq2seq/translation"):
         load_recipe("glue-sst2", ["task.name=seq2seq/summarization", "task.source_lang=fr"])
-    assert load_recipe("glue-sst2", ["task.doc_stride=128"]).task.doc_stride == 128  # default
+    # At its default (as recipes saved before per-kind keys list it) it is dropped, not an error.
+    assert "doc_stride" not in load_recipe("glue-sst2", ["task.doc_stride=128"]).task.model_fields
     qa = load_recipe("glue-sst2", ["task.name=qa/squad", "task.doc_stride=64"])
     assert qa.task.doc_stride == 64
     # A saved recipe lists every key with its default: it loads back as it was written.

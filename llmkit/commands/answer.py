@@ -18,7 +18,7 @@ from llmkit.data.collators import DynamicPaddingCollator
 from llmkit.errors import UserError
 from llmkit.models import checkpoint_options, model_positions, require_model_dir
 from llmkit.recipe import read_yaml_mapping
-from llmkit.tasks.squad import Windows, best_answers, prediction_windows
+from llmkit.tasks.qa.data import Windows, best_answers, prediction_windows
 from llmkit.tokenizer import load_tokenizer
 
 DEFAULT_WINDOW = 384  # tokens, as SQuAD fine-tuning uses

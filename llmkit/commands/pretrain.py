@@ -8,7 +8,6 @@ in the model head, the collator and whether labels are shifted (causal LM).
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,15 +39,8 @@ from llmkit.models import (
     special_token_ids,
 )
 from llmkit.recipe import Recipe
-from llmkit.rundir import (
-    check_output_dir,
-    claim_output_dir,
-    resolve_resume,
-    save_metrics,
-    save_recipe,
-    write_card,
-)
-from llmkit.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer_on
+from llmkit.rundir import Card, Run
+from llmkit.tokenizer import load_tokenizer, train_tokenizer_on
 from llmkit.training import (
     build_trainer,
     main_processes_first,
@@ -59,7 +51,6 @@ from llmkit.training import (
 )
 
 OBJECTIVE_NAMES = {"clm": "causal language model", "mlm": "masked language model"}
-# Evaluation timings are not results.
 
 
 def _check_objective(recipe: Recipe, objective: Objective) -> bool:
@@ -212,22 +203,20 @@ CARD_RESULTS = (
 )
 
 
-def write_pretraining_card(run_dir: Path, recipe: Recipe, objective: Objective, metrics) -> None:
+def pretraining_card(run: Run, objective: Objective, metrics: dict[str, Any]) -> Card:
+    recipe = run.recipe
     data, train = recipe.data, recipe.train
     start = (
         f"continued from `{recipe.model.path}`" if recipe.model.path else "pretrained from scratch"
     )
     head = "CausalLM" if objective == "clm" else "MaskedLM"
-    kind = f"{metrics['model']} {OBJECTIVE_NAMES[objective]}"
-    write_card(
-        run_dir,
-        command=f"pretrain-{objective}",
-        title=f"{recipe.name}: {kind}",
-        what=f"A {metrics['parameters']:,}-parameter {kind}, "
+    model = f"{metrics['model']} {OBJECTIVE_NAMES[objective]}"
+    return Card(
+        title=f"{recipe.name}: {model}",
+        what=f"A {metrics['parameters']:,}-parameter {model}, "
         f"{start} with llmkit on `{data.train}`: {metrics['steps']} steps of "
         f"{train.batch_size}×{train.grad_accum} blocks of {data.seq_len} tokens. "
-        f'Load it with `AutoModelFor{head}.from_pretrained("{run_dir}")`.',
-        recipe=recipe,
+        f'Load it with `AutoModelFor{head}.from_pretrained("{run.dir}")`.',
         results={key: metrics[key] for key in CARD_RESULTS if key in metrics},
     )
 
@@ -242,10 +231,9 @@ def run_pretrain(
     callbacks: list[TrainerCallback] | tuple = (),
 ) -> dict[str, Any]:
     """Pretrain the recipe's model with `objective`; returns the run's summary."""
-    started = time.perf_counter()
-    run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
-    check_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
-    resume_from = resolve_resume(run_dir, resume)
+    run = Run.start(
+        recipe, f"pretrain-{objective}", output_dir=output_dir, overwrite=overwrite, resume=resume
+    )
     nsp = _check_objective(recipe, objective)
     if recipe.model.path:
         require_model_dir(recipe.model.path, "model.path")
@@ -268,7 +256,7 @@ def run_pretrain(
     model_changes = prepare_for_training(model, recipe.train)
 
     args = training_arguments(
-        recipe.train, run_dir, seed=recipe.seed, evaluate=data.evaluation is not None
+        recipe.train, run.dir, seed=recipe.seed, evaluate=data.evaluation is not None
     )
     trainer = build_trainer(
         model,
@@ -284,10 +272,8 @@ def run_pretrain(
         callbacks=callbacks,
     )
 
-    # Every input is checked: only now may an earlier run in run_dir be replaced.
-    if trainer.is_world_process_zero():
-        claim_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
-        save_recipe(run_dir, recipe)
+    run.claim(main_process=trainer.is_world_process_zero())
+    resume_from = run.resume_from
     tokens_before = (
         TrainerState.load_from_json(str(resume_from / "trainer_state.json")).num_input_tokens_seen
         if resume_from
@@ -300,44 +286,33 @@ def run_pretrain(
     runtime = result.metrics.get("train_runtime", 0.0)
     parameters = sum(p.numel() for p in model.parameters())
     evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
-    metrics: dict[str, Any] = {
-        "command": f"pretrain-{objective}",
-        "output_dir": str(run_dir),
-        "model": model.config.model_type + (" + NSP" if nsp else ""),
-        "parameters": parameters,
-        "vocab_size": model.config.vocab_size,
-        "seq_len": recipe.data.seq_len,
-        "train_blocks": len(data.train),
-        "eval_blocks": len(data.evaluation) if data.evaluation is not None else 0,
-        "blocks_reused": data.reused,
-        "steps": state.global_step,
-        "train_loss": result.training_loss,
-        "train_tokens": state.num_input_tokens_seen,
-        "tokens_per_second": (state.num_input_tokens_seen - tokens_before) / runtime
+    metrics = run.summary(
+        model=model.config.model_type + (" + NSP" if nsp else ""),
+        parameters=parameters,
+        vocab_size=model.config.vocab_size,
+        seq_len=recipe.data.seq_len,
+        train_blocks=len(data.train),
+        eval_blocks=len(data.evaluation) if data.evaluation is not None else 0,
+        blocks_reused=data.reused,
+        steps=state.global_step,
+        train_loss=result.training_loss,
+        train_tokens=state.num_input_tokens_seen,
+        tokens_per_second=(state.num_input_tokens_seen - tokens_before) / runtime
         if runtime
         else 0.0,
-        "train_runtime_s": runtime,
-        "flops_per_token": flops_per_token(model.config, parameters, recipe.data.seq_len),
+        train_runtime_s=runtime,
+        flops_per_token=flops_per_token(model.config, parameters, recipe.data.seq_len),
         **settings_used(trainer.args),
         **model_changes,
-    }
+    )
     if evaluations:
         metrics["initial_eval_loss"] = evaluations[0]["eval_loss"]
     metrics.update({k: v for k, v in without_timings(final_eval).items() if k.startswith("eval_")})
     if resume_from:
         metrics["resumed_from"] = str(resume_from)
-    metrics["wall_seconds"] = time.perf_counter() - started
 
     # Trainer turns the KV cache off for training (TrainingArguments.use_cache); the saved
     # model is for generation and evaluation, where the cache makes decoding fast.
     model.config.use_cache = True
-    trainer.save_model(str(run_dir))
-    if trainer.is_world_process_zero():
-        # Trainer pickles its arguments beside the weights; recipe.yaml already says it all,
-        # and a run directory holds no pickles.
-        (run_dir / "training_args.bin").unlink(missing_ok=True)
-        save_tokenizer(tokenizer, run_dir)
-        state.save_to_json(str(run_dir / "trainer_state.json"))
-        write_pretraining_card(run_dir, recipe, objective, metrics)
-        save_metrics(run_dir, metrics)
-    return metrics
+    card = pretraining_card(run, objective, metrics)
+    return run.finish(metrics, card, trainer=trainer, tokenizer=tokenizer)

@@ -14,17 +14,15 @@ from llmkit.data.corpus import (
     tokenizer_sample,
 )
 from llmkit.recipe import Recipe
-from llmkit.rundir import check_output_dir, claim_output_dir, save_metrics, save_recipe, write_card
-from llmkit.tokenizer import load_tokenizer, resolve_style, save_tokenizer, train_tokenizer_on
+from llmkit.rundir import Card, Run
+from llmkit.tokenizer import load_tokenizer, resolve_style, train_tokenizer_on
 
 
 def run_tokenize(
     recipe: Recipe, *, output_dir: Path | None = None, overwrite: bool = False
 ) -> dict[str, Any]:
     """Train (or load) the recipe's tokenizer, save it with its stats; returns the summary."""
-    run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
-    check_output_dir(run_dir, overwrite=overwrite)
-
+    run = Run.start(recipe, "tokenize", output_dir=output_dir, overwrite=overwrite)
     started = time.perf_counter()
     corpus = None
     if recipe.tokenizer.path:
@@ -35,18 +33,16 @@ def run_tokenize(
     train_seconds = time.perf_counter() - started
 
     layout = "mlm" if tokenizer.cls_token_id is not None else "clm"
-    metrics: dict[str, Any] = {
-        "command": "tokenize",
-        "output_dir": str(run_dir),
-        "tokenizer": (
+    metrics = run.summary(
+        tokenizer=(
             f"loaded from {recipe.tokenizer.path}"
             if recipe.tokenizer.path
             else f"{recipe.tokenizer.type}, {resolve_style(recipe.tokenizer)} special tokens"
         ),
-        "vocab_size": len(tokenizer),
-        "train_seconds": round(train_seconds, 3),
+        vocab_size=len(tokenizer),
+        train_seconds=round(train_seconds, 3),
         **(corpus.summary() if corpus else {}),
-    }
+    )
     # Packing writes only to the block cache, and may still find a user error (a corpus too
     # small for one block), so it happens before the run directory is claimed.
     if recipe.data.encode:
@@ -84,19 +80,13 @@ def run_tokenize(
         peak_rss_mib=peak_memory_mib(),
     )
 
-    claim_output_dir(run_dir, overwrite=overwrite)
-    save_recipe(run_dir, recipe)
-    save_tokenizer(tokenizer, run_dir)
-    write_card(
-        run_dir,
-        command="tokenize",
+    run.claim()
+    card = Card(
         title=f"Tokenizer: {recipe.name}",
         what=f"A tokenizer ({metrics['tokenizer']}; {metrics['vocab_size']:,} entries). "
-        f'Load it with `AutoTokenizer.from_pretrained("{run_dir}")`.',
-        recipe=recipe,
+        f'Load it with `AutoTokenizer.from_pretrained("{run.dir}")`.',
         results={
             k: metrics[k] for k in ("vocab_size", "tokens", "chars_per_token", "unknown_rate")
         },
     )
-    save_metrics(run_dir, metrics)
-    return metrics
+    return run.finish(metrics, card, tokenizer=tokenizer)

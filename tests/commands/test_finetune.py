@@ -183,7 +183,7 @@ def test_the_glue_all_sweep_prints_one_table(trained_mlm, tmp_path):
 def test_mnli_reports_matched_and_mismatched(trained_mlm, tmp_path):
     """No MNLI data is available offline: an MNLI-layout folder is built from RTE's real
     sentence pairs (entailment / not → entailment / contradiction) to check the plumbing."""
-    from llmkit.tasks.glue import TASKS, read_local_split
+    from llmkit.tasks.glue.data import TASKS, read_local_split
 
     rte = read_local_split(TASKS["rte"], FIXTURES / "RTE/train.tsv", needs_labels=True)
     names = {0: "entailment", 1: "contradiction"}

@@ -12,7 +12,7 @@ from helpers import json_line, set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
-from llmkit.tasks.squad import read_squad_json
+from llmkit.tasks.qa.data import read_squad_json
 
 runner = CliRunner()
 SQUAD = Path(__file__).parents[1] / "fixtures" / "squad"

@@ -5,7 +5,16 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 
 from llmkit.errors import UserError
 from llmkit.metrics import EntityMetric
-from llmkit.tasks.conll import IGNORED, align_labels, label_names, read_conll, word_tags
+from llmkit.tasks.ner import NerKeys
+from llmkit.tasks.ner.data import (
+    IGNORED,
+    align_labels,
+    label_names,
+    read_conll,
+    split_source,
+    word_tags,
+)
+from llmkit.tasks.splits import load_split
 from llmkit.tokenizer import load_tokenizer
 
 CONLL = Path(__file__).parents[1] / "fixtures" / "conll"
@@ -98,7 +107,7 @@ def test_entity_scores_are_seqevals():
 def test_a_hub_copy_with_class_ids_reads_as_tag_strings():
     import datasets
 
-    from llmkit.tasks.conll import hub_tags_as_strings
+    from llmkit.tasks.ner.data import hub_tags_as_strings
 
     features = datasets.Features(
         {
@@ -119,18 +128,16 @@ def test_a_hub_copy_with_class_ids_reads_as_tag_strings():
 
 
 def test_a_data_dir_in_conlls_layout_gives_each_split():
-    from llmkit.tasks.conll import load_conll_split
+    source = split_source(NerKeys(name="ner/conll", data_dir=str(CONLL)))
 
     def load(split):
-        return load_conll_split(split, data_dir=str(CONLL), file=None, local_only=True)
+        return load_split(source, split)
 
     assert len(load("train")) == 400 and len(load("validation")) == 80
     assert load("test") is None  # absent, not fetched
 
 
 def test_the_hub_copy_offline_is_a_user_error_naming_the_local_keys():
-    from llmkit.tasks.conll import load_conll_split
-
     with pytest.raises(UserError, match="offline") as caught:
-        load_conll_split("train", data_dir=None, file=None, local_only=False)
+        load_split(split_source(NerKeys(name="ner/conll")), "train")
     assert "task.data_dir" in caught.value.hint

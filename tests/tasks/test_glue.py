@@ -6,7 +6,10 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from llmkit.errors import UserError
 from llmkit.metrics import glue_metric
-from llmkit.tasks.glue import TASKS, glue_task, load_split, read_local_split
+from llmkit.tasks import check_task_name
+from llmkit.tasks.glue import GlueKeys
+from llmkit.tasks.glue.data import TASKS, read_local_split, split_source
+from llmkit.tasks.splits import load_split
 
 FIXTURES = ALL_FIXTURES / "glue"
 
@@ -79,18 +82,17 @@ def test_bad_files_are_user_errors(tmp_path, content, task, expected):
         read_local_split(TASKS[task], path, needs_labels=True)
 
 
+def sst2(**keys):
+    return split_source(TASKS["sst2"], GlueKeys(name="glue/sst2", **keys))
+
+
 def test_unknown_task_suggests_the_closest():
     with pytest.raises(UserError, match="did you mean 'glue/sst2'"):
-        glue_task("glue/sst-2")
+        check_task_name("glue/sst-2")
 
 
 def test_local_files_never_send_other_splits_to_the_hub():
-    assert (
-        load_split(
-            TASKS["sst2"], "test", file=None, data_dir=str(FIXTURES / "SST-2"), local_only=True
-        )
-        is None
-    )
+    assert load_split(sst2(data_dir=str(FIXTURES / "SST-2")), "test") is None
 
 
 @pytest.mark.parametrize(
@@ -121,14 +123,14 @@ def test_metrics_equal_scikit_learn_and_scipy(task):
 
 
 def test_data_dir_may_be_the_glue_download_root(tmp_path):
-    task_folder = load_split(TASKS["sst2"], "validation", data_dir=str(FIXTURES / "SST-2"))
-    download_root = load_split(TASKS["sst2"], "validation", data_dir=str(FIXTURES))  # SST-2/
+    task_folder = load_split(sst2(data_dir=str(FIXTURES / "SST-2")), "validation")
+    download_root = load_split(sst2(data_dir=str(FIXTURES)), "validation")  # SST-2/
     (tmp_path / "glue").mkdir()
     (tmp_path / "glue" / "SST-2").symlink_to(FIXTURES / "SST-2")
-    data_root = load_split(TASKS["sst2"], "validation", data_dir=str(tmp_path))  # glue/SST-2/
+    data_root = load_split(sst2(data_dir=str(tmp_path)), "validation")  # glue/SST-2/
     assert len(task_folder) == 300
     assert download_root["sentence"] == task_folder["sentence"] == data_root["sentence"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="has no train.tsv for glue/sst2") as caught:
-        load_split(TASKS["sst2"], "train", data_dir=str(tmp_path / "empty"))
-    assert "GLUE download root (holding SST-2/" in caught.value.hint
+        load_split(sst2(data_dir=str(tmp_path / "empty")), "train")
+    assert "download root holding SST-2/" in caught.value.hint

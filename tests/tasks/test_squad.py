@@ -6,7 +6,7 @@ from helpers import FIXTURES as ALL_FIXTURES
 
 from llmkit.errors import UserError
 from llmkit.metrics import SquadMetric, normalize_squad_answer, squad_token_f1
-from llmkit.tasks.squad import (
+from llmkit.tasks.qa.data import (
     Windows,
     best_answers,
     prediction_windows,
@@ -127,8 +127,10 @@ def test_a_stride_too_long_for_the_window_is_a_user_error(tokenizer):
 
 
 def test_the_hub_copy_offline_is_a_user_error_naming_the_local_keys():
-    from llmkit.tasks.squad import load_squad_split
+    from llmkit.tasks.qa import QaKeys
+    from llmkit.tasks.qa.data import split_source
+    from llmkit.tasks.splits import load_split
 
     with pytest.raises(UserError, match="offline") as caught:
-        load_squad_split("validation", data_dir=None, file=None, local_only=False)
+        load_split(split_source(QaKeys(name="qa/squad")), "validation")
     assert "task.data_dir" in caught.value.hint

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import GLUE_FOLDERS, load_hub_split, local_copy_dir
-from llmkit.errors import UserError, did_you_mean
+from llmkit.data.known import GLUE_FOLDERS
+from llmkit.data.sources import load_hub_split
+from llmkit.errors import UserError
+from llmkit.tasks.glue import GlueKeys
+from llmkit.tasks.splits import SplitSource
 
 LABEL_COLUMNS = ("label", "Quality", "is_duplicate", "score", "gold_label")
 SPLIT_FILES = {
@@ -38,7 +41,6 @@ class GlueTask:
     local_fields: tuple[tuple[str, ...], ...]  # accepted header names of each field
     labels: tuple[str, ...]  # label names by id; empty: regression
     metrics: tuple[str, ...]
-    folder: str
     validation_splits: tuple[str, ...] = ("validation",)
     test_splits: tuple[str, ...] = ("test",)
     headerless_columns: tuple[int, ...] | None = None  # field, label positions without a header
@@ -57,6 +59,10 @@ class GlueTask:
         return len(self.labels) or 1
 
     @property
+    def folder(self) -> str:  # in the standard download layout
+        return GLUE_FOLDERS[self.name]
+
+    @property
     def main_metric(self) -> str:
         return self.metrics[0]
 
@@ -68,7 +74,6 @@ TASKS: dict[str, GlueTask] = {
         (("sentence",),),
         ("unacceptable", "acceptable"),
         ("matthews_correlation",),
-        "CoLA",
         headerless_columns=(3, 1),
         submission_name="CoLA",
     ),
@@ -78,7 +83,6 @@ TASKS: dict[str, GlueTask] = {
         (("sentence",),),
         ("negative", "positive"),
         ("accuracy",),
-        "SST-2",
         submission_name="SST-2",
     ),
     "mrpc": GlueTask(
@@ -87,7 +91,6 @@ TASKS: dict[str, GlueTask] = {
         (("sentence1", "#1 String"), ("sentence2", "#2 String")),
         ("not_equivalent", "equivalent"),
         ("f1", "accuracy"),
-        "MRPC",
         submission_name="MRPC",
     ),
     "qqp": GlueTask(
@@ -96,7 +99,6 @@ TASKS: dict[str, GlueTask] = {
         (("question1",), ("question2",)),
         ("not_duplicate", "duplicate"),
         ("f1", "accuracy"),
-        "QQP",
         submission_name="QQP",
     ),
     "stsb": GlueTask(
@@ -105,7 +107,6 @@ TASKS: dict[str, GlueTask] = {
         (("sentence1",), ("sentence2",)),
         (),
         ("pearson", "spearmanr"),
-        "STS-B",
         submission_name="STS-B",
     ),
     "mnli": GlueTask(
@@ -114,7 +115,6 @@ TASKS: dict[str, GlueTask] = {
         (("premise", "sentence1"), ("hypothesis", "sentence2")),
         ("entailment", "neutral", "contradiction"),
         ("accuracy",),
-        "MNLI",
         validation_splits=("validation_matched", "validation_mismatched"),
         test_splits=("test_matched", "test_mismatched"),
         submission_name="MNLI",
@@ -125,7 +125,6 @@ TASKS: dict[str, GlueTask] = {
         (("question",), ("sentence",)),
         ("entailment", "not_entailment"),
         ("accuracy",),
-        "QNLI",
         submission_name="QNLI",
     ),
     "rte": GlueTask(
@@ -134,7 +133,6 @@ TASKS: dict[str, GlueTask] = {
         (("sentence1",), ("sentence2",)),
         ("entailment", "not_entailment"),
         ("accuracy",),
-        "RTE",
         submission_name="RTE",
     ),
     "wnli": GlueTask(
@@ -143,21 +141,14 @@ TASKS: dict[str, GlueTask] = {
         (("sentence1",), ("sentence2",)),
         ("not_entailment", "entailment"),
         ("accuracy",),
-        "WNLI",
         submission_name="WNLI",
     ),
 }
-assert set(TASKS) == set(GLUE_FOLDERS)
 
 
 def glue_task(name: str) -> GlueTask:
-    key = name.removeprefix("glue/")
-    if not name.startswith("glue/") or key not in TASKS:
-        names = [f"glue/{t}" for t in TASKS]
-        raise UserError(
-            f"unknown task '{name}'{did_you_mean(name, names)}", f"tasks: {', '.join(names)}"
-        )
-    return TASKS[key]
+    """The GLUE task of a task name the registry knows (glue/sst2)."""
+    return TASKS[name.removeprefix("glue/")]
 
 
 def read_tsv(path: Path) -> list[list[str]]:
@@ -242,50 +233,22 @@ def read_local_split(task: GlueTask, path: Path, *, needs_labels: bool) -> datas
     return datasets.Dataset.from_dict(columns)
 
 
-def load_split(
-    task: GlueTask,
-    split: str,
-    *,
-    data_dir: str | None = None,
-    file: str | None = None,
-    local_only: bool = False,
-) -> datasets.Dataset | None:
-    """A split with the task's fields, `label` (-1 when unlabelled) and `idx`; None if absent.
+def split_source(task: GlueTask, keys: GlueKeys) -> SplitSource:
+    """Where the task's splits are: files with the task's fields, `label` (-1 when
+    unlabelled) and `idx`."""
 
-    `local_only`: the user pointed at local files, so a split without one is absent rather
-    than fetched from the hub.
-    """
-    needs_labels = not split.startswith("test")
-    if file:
-        if not Path(file).is_file():
-            raise UserError(f"task file {file} does not exist")
-        return read_local_split(task, Path(file), needs_labels=needs_labels)
-    folder = local_copy_dir(f"glue/{task.folder}", data_dir, key="task.data_dir")
-    if folder is not None:
-        path = next(
-            (folder / f for f in SPLIT_FILES.get(split, ()) if (folder / f).is_file()), None
+    def read(path: Path, split: str) -> datasets.Dataset:
+        return read_local_split(task, path, needs_labels=not split.startswith("test"))
+
+    def hub(split: str) -> datasets.Dataset:
+        dataset = load_hub_split(
+            "nyu-mll/glue",
+            task.name,
+            split,
+            what=f"glue/{task.name}",
+            how_to=f"point task.data_dir at a folder with train.tsv/dev.tsv, or export "
+            f"LLMKIT_DATA_DIR=ROOT with ROOT/glue/{task.folder}/",
         )
-        if path is None:
-            if needs_labels and split == "train":
-                raise UserError(
-                    f"{folder} has no {' or '.join(SPLIT_FILES['train'])} for glue/{task.name}",
-                    f"point task.data_dir at the task's folder (holding train.tsv, dev.tsv) "
-                    f"or at the GLUE download root (holding {task.folder}/, ...)",
-                )
-            return None
-        return read_local_split(task, path, needs_labels=needs_labels)
-    if local_only:
-        if split == "train":
-            raise UserError(
-                f"no training file for glue/{task.name}", "set task.train_file or task.data_dir"
-            )
-        return None
-    dataset = load_hub_split(
-        "nyu-mll/glue",
-        task.name,
-        split,
-        what=f"glue/{task.name}",
-        how_to=f"point task.data_dir at a folder with train.tsv/dev.tsv, or export "
-        f"LLMKIT_DATA_DIR=ROOT with ROOT/glue/{task.folder}/",
-    )
-    return dataset.select_columns([*task.fields, "label", "idx"])
+        return dataset.select_columns([*task.fields, "label", "idx"])
+
+    return SplitSource(keys, read, SPLIT_FILES, copy_folder=f"glue/{task.folder}", hub=hub)

@@ -16,23 +16,13 @@ from transformers import (
 )
 
 from llmkit.errors import UserError
-from llmkit.finetuning import (
-    PreparedTask,
-    checkpoint_path,
-    model_and_tokenizer,
-    train_and_validation,
-)
 from llmkit.metrics import EntityMetric
 from llmkit.models import require_model_dir
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
-from llmkit.tasks.conll import (
-    IGNORED,
-    align_labels,
-    label_names,
-    load_conll_split,
-    word_tags,
-)
+from llmkit.tasks.ner.data import IGNORED, align_labels, label_names, split_source, word_tags
+from llmkit.tasks.prepared import PreparedTask, checkpoint_path, model_and_tokenizer
+from llmkit.tasks.splits import load_splits
 
 
 def _tag_set(recipe: Recipe, train, validation) -> list[str]:
@@ -53,16 +43,9 @@ def _tag_set(recipe: Recipe, train, validation) -> list[str]:
     return names
 
 
-def prepare_ner(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-    spec = recipe.task
-    local = any((spec.data_dir, spec.train_file, spec.validation_file))
-
-    def load(split: str, file: str | None):
-        return load_conll_split(
-            split, data_dir=spec.data_dir, file=file, local_only=local, hub_id=spec.dataset
-        )
-
-    train, validation = train_and_validation(recipe, load, eval_only=eval_only)
+def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
+    splits = load_splits(split_source(recipe.task), eval_only=eval_only)
+    train, validation = splits.train, splits.dev
     names = _tag_set(recipe, train, validation)
     model, tokenizer, max_length = model_and_tokenizer(
         recipe,
@@ -84,7 +67,7 @@ def prepare_ner(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
                 encoded.word_ids(row),
                 [index[t] for t in tags],
                 names,
-                all_subwords=spec.label_all_subwords,
+                all_subwords=recipe.task.label_all_subwords,
             )
             for row, tags in enumerate(batch["tags"])
         ]
@@ -151,7 +134,6 @@ def prepare_ner(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DataCollatorForTokenClassification(tokenizer),
         evaluate=evaluate,
         description=f"CoNLL named-entity recognition ({len(names)} tags)",
-        loads_with="AutoModelForTokenClassification",
         main_metric="eval_f1",
         compute_metrics=first_token_tags,
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),

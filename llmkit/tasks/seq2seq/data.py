@@ -11,18 +11,22 @@ or, without one, columns named after the two languages. From the hub: `task.data
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 
 from llmkit.data.sources import load_hub_split, load_source
 from llmkit.errors import UserError, did_you_mean
-from llmkit.recipe import TaskConfig
+from llmkit.tasks.seq2seq import Seq2SeqKeys, TranslationKeys
+from llmkit.tasks.splits import SplitSource
 
 
-def source_and_target(dataset: datasets.Dataset, spec: TaskConfig, *, kind: str, where: str):
+def source_and_target(dataset: datasets.Dataset, keys: Seq2SeqKeys, *, where: str):
     """The dataset as two text columns, `source` and `target`."""
     columns = dataset.column_names
-    if kind == "translation" and "translation" in columns:
-        source, target = spec.source_lang, spec.target_lang
+    translating = isinstance(keys, TranslationKeys)
+    if translating and "translation" in columns:
+        source, target = keys.source_lang, keys.target_lang
         pairs = dataset["translation"]
         missing = [lang for lang in (source, target) if any(lang not in p for p in pairs[:1])]
         if missing:
@@ -33,17 +37,12 @@ def source_and_target(dataset: datasets.Dataset, spec: TaskConfig, *, kind: str,
         return datasets.Dataset.from_dict(
             {"source": [p[source] for p in pairs], "target": [p[target] for p in pairs]}
         )
-    if kind == "translation" and {spec.source_lang, spec.target_lang} <= set(columns):
-        names = (spec.source_lang, spec.target_lang)
+    if translating:
+        names, key = (keys.source_lang, keys.target_lang), "task.source_lang / task.target_lang"
     else:
-        names = (spec.source_column, spec.target_column)
+        names, key = (keys.source_column, keys.target_column), "task.source_column / target_column"
     for name in names:
         if name not in columns:
-            key = (
-                "task.source_lang / task.target_lang"
-                if kind == "translation"
-                else ("task.source_column / task.target_column")
-            )
             raise UserError(
                 f"{where} has no column '{name}'{did_you_mean(name, columns)}",
                 f"its columns: {', '.join(columns)}; set {key}",
@@ -52,26 +51,29 @@ def source_and_target(dataset: datasets.Dataset, spec: TaskConfig, *, kind: str,
     return selected.rename_columns({names[0]: "source", names[1]: "target"})
 
 
-def load_pairs(spec: TaskConfig, split: str, *, kind: str) -> datasets.Dataset | None:
-    """`source`/`target` pairs of one split; None when the split is not given."""
-    name = f"seq2seq/{kind}"
-    file = spec.train_file if split == "train" else spec.validation_file
-    if file:
-        dataset, resolved = load_source(file)
-        where = resolved.description
-    elif spec.dataset:
+def split_source(keys: Seq2SeqKeys) -> SplitSource:
+    """Where the `source`/`target` pairs of each split are: local files of any format
+    llmkit reads, or the hub dataset `task.dataset`."""
+
+    def pairs(dataset: datasets.Dataset, where: str) -> datasets.Dataset:
+        found = source_and_target(dataset, keys, where=where)
+        found = found.filter(lambda row: bool(row["source"].strip() and row["target"].strip()))
+        if len(found) == 0:
+            raise UserError(f"{where}: every source or target text is empty")
+        return found
+
+    def read(path: Path, split: str) -> datasets.Dataset:
+        dataset, resolved = load_source(str(path))
+        return pairs(dataset, resolved.description)
+
+    def hub(split: str) -> datasets.Dataset:
         dataset = load_hub_split(
-            spec.dataset,
-            spec.dataset_config,
+            keys.dataset,
+            keys.dataset_config,
             split,
-            what=f"{name}: {spec.dataset}",
+            what=f"{keys.name}: {keys.dataset}",
             how_to="set task.train_file and task.validation_file to local files",
         )
-        where = f"{spec.dataset}:{split}"
-    else:
-        return None
-    pairs = source_and_target(dataset, spec, kind=kind, where=where)
-    pairs = pairs.filter(lambda row: bool(row["source"].strip() and row["target"].strip()))
-    if len(pairs) == 0:
-        raise UserError(f"{where}: every source or target text is empty")
-    return pairs
+        return pairs(dataset, f"{keys.dataset}:{split}")
+
+    return SplitSource(keys, read, hub=hub if keys.dataset else None)

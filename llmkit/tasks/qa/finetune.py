@@ -11,32 +11,29 @@ import numpy as np
 from transformers import AutoModelForQuestionAnswering, Trainer
 
 from llmkit.data.collators import DynamicPaddingCollator
-from llmkit.finetuning import PreparedTask, model_and_tokenizer, train_and_validation
 from llmkit.metrics import SquadMetric
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
-from llmkit.tasks.squad import (
+from llmkit.tasks.prepared import PreparedTask, model_and_tokenizer
+from llmkit.tasks.qa.data import (
     Windows,
     best_answers,
-    load_squad_split,
     prediction_windows,
+    split_source,
     training_windows,
 )
+from llmkit.tasks.splits import load_splits
 
 QUESTION_COLUMNS = ["id", "title", "context", "question", "answers"]
 
 
-def prepare_qa(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-    spec = recipe.task
-    local = any((spec.data_dir, spec.train_file, spec.validation_file))
-
-    def load(split: str, file: str | None):
-        return load_squad_split(split, data_dir=spec.data_dir, file=file, local_only=local)
-
-    train, validation = train_and_validation(recipe, load, eval_only=eval_only)
+def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
+    keys = recipe.task
+    splits = load_splits(split_source(keys), eval_only=eval_only)
+    train, validation = splits.train, splits.dev
 
     model, tokenizer, max_length = model_and_tokenizer(recipe, AutoModelForQuestionAnswering)
-    windows = Windows(max_length=max_length, stride=spec.doc_stride)
+    windows = Windows(max_length=max_length, stride=keys.doc_stride)
     windows.check()
 
     def labelled(dataset):
@@ -63,7 +60,7 @@ def prepare_qa(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
             to_predict["offset_mapping"],
             np.asarray(start_scores),
             np.asarray(end_scores),
-            max_answer_tokens=spec.max_answer_tokens,
+            max_answer_tokens=keys.max_answer_tokens,
         )
         predicted = {key: found[0].text for key, found in answers.items()}
         scores = SquadMetric(keep_in_memory=True).compute(
@@ -92,7 +89,6 @@ def prepare_qa(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
         description="SQuAD v1.1 extractive question answering",
-        loads_with="AutoModelForQuestionAnswering",
         main_metric="eval_f1",
         train_examples=len(train) if train is not None else None,
     )

@@ -18,11 +18,13 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from llmkit.data.sources import load_hub_split, local_copy_dir
+from llmkit.data.sources import load_hub_split
 from llmkit.errors import UserError
+from llmkit.tasks.qa import QaKeys
+from llmkit.tasks.splits import SplitSource
 
 HUB_ID = "rajpurkar/squad"
-SPLIT_FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
+SPLIT_FILES = {"train": ("train-v1.1.json",), "validation": ("dev-v1.1.json",)}
 N_BEST = 20  # start and end candidates considered per window, as in Hugging Face's run_qa
 
 
@@ -59,28 +61,19 @@ def read_squad_json(path: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict(rows)
 
 
-def load_squad_split(
-    split: str, *, data_dir: str | None, file: str | None, local_only: bool
-) -> datasets.Dataset | None:
-    if file:
-        if not Path(file).is_file():
-            raise UserError(f"task file {file} does not exist")
-        return read_squad_json(Path(file))
-    folder = local_copy_dir("squad", data_dir, key="task.data_dir")
-    if folder is not None:
-        path = folder / SPLIT_FILES[split]
-        if not path.is_file():
-            raise UserError(f"{folder} has no {SPLIT_FILES[split]}")
-        return read_squad_json(path)
-    if local_only:
-        return None
-    return load_hub_split(
-        HUB_ID,
-        None,
-        split,
-        what="qa/squad",
-        how_to="set task.train_file / task.validation_file to SQuAD JSON files, or "
-        "task.data_dir to a folder with train-v1.1.json and dev-v1.1.json",
+def split_source(keys: QaKeys) -> SplitSource:
+    def hub(split: str) -> datasets.Dataset:
+        return load_hub_split(
+            HUB_ID,
+            None,
+            split,
+            what="qa/squad",
+            how_to="set task.train_file / task.validation_file to SQuAD JSON files, or "
+            "task.data_dir to a folder with train-v1.1.json and dev-v1.1.json",
+        )
+
+    return SplitSource(
+        keys, lambda path, split: read_squad_json(path), SPLIT_FILES, copy_folder="squad", hub=hub
     )
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import load_hub_split, local_copy_dir
+from llmkit.data.sources import load_hub_split
 from llmkit.errors import UserError
+from llmkit.tasks.ner import NerKeys
+from llmkit.tasks.splits import SplitSource
 
 HUB_ID = "lhoestq/conll2003"
 SPLIT_FILES = {
@@ -60,37 +62,23 @@ def read_conll(path: Path) -> datasets.Dataset:
     )
 
 
-def load_conll_split(
-    split: str,
-    *,
-    data_dir: str | None,
-    file: str | None,
-    local_only: bool,
-    hub_id: str | None = None,
-) -> datasets.Dataset | None:
-    if file:
-        if not Path(file).is_file():
-            raise UserError(f"task file {file} does not exist")
-        return read_conll(Path(file))
-    folder = local_copy_dir("conll2003", data_dir, key="task.data_dir")
-    if folder is not None:
-        path = next((folder / f for f in SPLIT_FILES[split] if (folder / f).is_file()), None)
-        if path is None:
-            if split == "test":
-                return None
-            raise UserError(f"{folder} has none of {', '.join(SPLIT_FILES[split])}")
-        return read_conll(path)
-    if local_only:
-        return None
-    dataset = load_hub_split(
-        hub_id or HUB_ID,
-        None,
-        split,
-        what="ner/conll",
-        how_to="set task.train_file / task.validation_file to CoNLL column files, or "
-        "task.data_dir to a folder with train.txt and valid.txt",
+def split_source(keys: NerKeys) -> SplitSource:
+    repo = keys.dataset or HUB_ID
+
+    def hub(split: str) -> datasets.Dataset:
+        dataset = load_hub_split(
+            repo,
+            keys.dataset_config,
+            split,
+            what="ner/conll",
+            how_to="set task.train_file / task.validation_file to CoNLL column files, or "
+            "task.data_dir to a folder with train.txt and valid.txt",
+        )
+        return hub_tags_as_strings(dataset, repo)
+
+    return SplitSource(
+        keys, lambda path, split: read_conll(path), SPLIT_FILES, copy_folder="conll2003", hub=hub
     )
-    return hub_tags_as_strings(dataset, hub_id or HUB_ID)
 
 
 def hub_tags_as_strings(dataset: datasets.Dataset, where: str) -> datasets.Dataset:

@@ -17,12 +17,13 @@ from transformers import (
 )
 
 from llmkit.errors import UserError
-from llmkit.finetuning import PreparedTask, model_and_tokenizer, train_and_validation
 from llmkit.metrics import GenerationMetric
 from llmkit.models import build_model_config, special_token_ids
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
-from llmkit.tasks.seq2seq import load_pairs
+from llmkit.tasks.prepared import PreparedTask, model_and_tokenizer
+from llmkit.tasks.seq2seq.data import split_source
+from llmkit.tasks.splits import load_splits
 from llmkit.tokenizer import load_tokenizer
 from llmkit.training import without_timings
 
@@ -54,12 +55,11 @@ def new_model(recipe: Recipe):
     return model, tokenizer, recipe.task.max_length or recipe.data.seq_len
 
 
-def prepare_seq2seq(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-    spec = recipe.task
-    kind = spec.name.split("/", 1)[1]
-    train, validation = train_and_validation(
-        recipe, lambda split, file: load_pairs(spec, split, kind=kind), eval_only=eval_only
-    )
+def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
+    keys = recipe.task
+    task = keys.name.split("/", 1)[1]  # summarization or translation
+    splits = load_splits(split_source(keys), eval_only=eval_only)
+    train, validation = splits.train, splits.dev
 
     if recipe.model.path:
         model, tokenizer, max_length = model_and_tokenizer(recipe, AutoModelForSeq2SeqLM)
@@ -70,22 +70,22 @@ def prepare_seq2seq(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     eos = special_token_ids(tokenizer)["eos_token_id"]
     # What `generate` does after training (and `llmkit generate` later): saved with the model.
     generation = model.generation_config
-    generation.max_new_tokens = spec.max_target_length
+    generation.max_new_tokens = keys.max_target_length
     generation.max_length = None
-    generation.num_beams = spec.num_beams
+    generation.num_beams = keys.num_beams
     generation.eos_token_id = eos
     generation.pad_token_id = tokenizer.pad_token_id
     generation.decoder_start_token_id = model.config.decoder_start_token_id
 
     def encode(batch):
-        sources = [spec.source_prefix + text for text in batch["source"]]
+        sources = [keys.source_prefix + text for text in batch["source"]]
         encoded = tokenizer(sources, truncation=True, max_length=max_length)
         targets = tokenizer(
-            text_target=batch["target"], truncation=True, max_length=spec.max_target_length
+            text_target=batch["target"], truncation=True, max_length=keys.max_target_length
         )["input_ids"]
         # Every target ends with the end token, so that the model learns where to stop.
         encoded["labels"] = [
-            ids if ids and ids[-1] == eos else ids[: spec.max_target_length - 1] + [eos]
+            ids if ids and ids[-1] == eos else ids[: keys.max_target_length - 1] + [eos]
             for ids in targets
         ]
         return encoded
@@ -96,7 +96,7 @@ def prepare_seq2seq(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         )
 
     dev = encoded(validation)
-    metric = GenerationMetric(config_name=kind, keep_in_memory=True)
+    metric = GenerationMetric(config_name=task, keep_in_memory=True)
 
     def texts(token_ids) -> list[str]:
         ids = np.where(np.asarray(token_ids) < 0, tokenizer.pad_token_id, token_ids)
@@ -132,11 +132,11 @@ def prepare_seq2seq(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
 
     what = (
         "summarization"
-        if kind == "summarization"
-        else (f"translation ({spec.source_lang} → {spec.target_lang})")
+        if task == "summarization"
+        else (f"translation ({keys.source_lang} → {keys.target_lang})")
     )
     return PreparedTask(
-        name=spec.name,
+        name=keys.name,
         model=model,
         tokenizer=tokenizer,
         train=encoded(train) if train is not None else None,
@@ -144,8 +144,7 @@ def prepare_seq2seq(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         evaluate=evaluate,
         description=f"{what} ({model.config.model_type})",
-        loads_with="AutoModelForSeq2SeqLM",
-        main_metric="eval_rougeL" if kind == "summarization" else "eval_bleu",
+        main_metric="eval_rougeL" if task == "summarization" else "eval_bleu",
         compute_metrics=scores,
         generates=True,
         # transformers would group evaluation batches by length too, and scores() pairs

@@ -17,12 +17,12 @@ import numpy as np
 from transformers import AutoModelForSequenceClassification, EvalPrediction, Trainer
 
 from llmkit.data.collators import DynamicPaddingCollator
-from llmkit.errors import UserError
-from llmkit.finetuning import PreparedTask, limit, model_and_tokenizer
 from llmkit.metrics import glue_metric
-from llmkit.recipe import Recipe, TaskConfig
+from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
-from llmkit.tasks.glue import GlueTask, glue_task, load_split
+from llmkit.tasks.glue.data import GlueTask, glue_task, split_source
+from llmkit.tasks.prepared import PreparedTask, model_and_tokenizer
+from llmkit.tasks.splits import load_splits
 from llmkit.training import without_timings
 
 
@@ -66,30 +66,15 @@ def submission_text(task: GlueTask, value) -> str:
     return f"{float(value):.3f}" if task.is_regression else str(int(value))
 
 
-def load_task_splits(task: GlueTask, spec: TaskConfig, *, eval_only: bool):
-    """(train or None, {validation split: data}, {test split: data}), limited as asked."""
-    # Once the user points at local files, a split without one is absent, not fetched.
-    local = any((spec.data_dir, spec.train_file, spec.validation_file, spec.test_file))
-
-    def load(split: str, file: str | None):
-        return load_split(task, split, data_dir=spec.data_dir, file=file, local_only=local)
-
-    train = None if eval_only else limit(load("train", spec.train_file), spec.max_train_examples)
-    validation = {split: load(split, spec.validation_file) for split in task.validation_splits}
-    validation = {
-        split: limit(data, spec.max_eval_examples)
-        for split, data in validation.items()
-        if data is not None
-    }
-    if not validation:
-        raise UserError(f"glue/{task.name} has no validation (dev) split here")
-    test = {split: load(split, spec.test_file) for split in task.test_splits}
-    return train, validation, {split: data for split, data in test.items() if data is not None}
-
-
-def prepare_glue(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
+def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     task = glue_task(recipe.task.name)
-    train, validation, test = load_task_splits(task, recipe.task, eval_only=eval_only)
+    splits = load_splits(
+        split_source(task, recipe.task),
+        eval_only=eval_only,
+        validation=task.validation_splits,
+        test=task.test_splits,
+    )
+    train, validation, test = splits.train, splits.validation, splits.test
     labels = task.labels or ("score",)
     model, tokenizer, max_length = model_and_tokenizer(
         recipe,
@@ -146,7 +131,6 @@ def prepare_glue(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
         description=f"GLUE {task.folder} ({kind})",
-        loads_with="AutoModelForSequenceClassification",
         main_metric=f"eval_{task.main_metric}"
         if len(encoded_dev) == 1
         else f"eval_matched_{task.main_metric}",

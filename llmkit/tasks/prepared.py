@@ -1,0 +1,71 @@
+"""What a task kind hands to `finetune`: a `PreparedTask` (model with its head, encoded
+data, collator, metrics, the final evaluation), and the checkpoint loading most kinds share.
+
+`commands/finetune.py` runs the steps every task shares (run directory, Trainer, training,
+saving); each kind's `finetune.prepare` fills in the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import PreTrainedModel, PreTrainedTokenizerFast, Trainer
+
+from llmkit.errors import UserError
+from llmkit.recipe import Recipe
+
+
+@dataclass
+class PreparedTask:
+    """Everything the shared fine-tuning steps need from one task."""
+
+    name: str  # the full task name, e.g. qa/squad
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    train: datasets.Dataset | None  # encoded; None when only evaluating
+    evaluation: datasets.Dataset  # encoded, for the evaluations during training
+    collator: Callable
+    # After training: predict on every evaluation split, write the prediction files into the
+    # run directory (main process only), and return the metrics.
+    evaluate: Callable[[Trainer, Path], dict[str, Any]]
+    description: str  # for the model card: the data and the head, e.g. "GLUE SST-2 (2 labels)"
+    main_metric: str  # the key in metrics.json that ranks runs, e.g. eval_f1
+    compute_metrics: Callable | None = None  # for evaluations during training
+    preprocess_logits_for_metrics: Callable | None = None
+    group_by_length: bool = True  # variable-length examples: batch similar lengths together
+    generates: bool = False  # evaluation decodes text (encoder-decoder): a Seq2SeqTrainer
+    generation: dict[str, Any] = field(default_factory=dict)  # Seq2SeqTrainingArguments
+    train_examples: int | None = None  # when `train` holds more rows than examples (QA windows)
+
+
+def checkpoint_path(recipe: Recipe) -> str:
+    """model.path, which every task but seq2seq needs (seq2seq may build a new model)."""
+    if not recipe.model.path:
+        raise UserError(
+            f"{recipe.task.name} needs model.path: an llmkit run directory or a local checkpoint",
+            "e.g. --set model.path=runs/bert-tiny",
+        )
+    return recipe.model.path
+
+
+def model_and_tokenizer(recipe: Recipe, auto_class, **config_changes):
+    """model.path loaded with the head `auto_class` (config fields changed as given), its
+    tokenizer (tokenizer.path wins), and the longest sequence both allow."""
+    from llmkit.models import check_model_fits, load_with_head, model_positions
+    from llmkit.tokenizer import load_tokenizer
+
+    path = checkpoint_path(recipe)
+    trust = recipe.model.trust_remote_code
+    tokenizer = load_tokenizer(recipe.tokenizer.path or path, trust_remote_code=trust)
+    model = load_with_head(path, auto_class, trust_remote_code=trust, **config_changes)
+    positions = model_positions(model.config)
+    max_length = min(recipe.task.max_length or positions, positions)
+    check_model_fits(model.config, len(tokenizer), max_length)
+    if tokenizer.pad_token_id is None:
+        raise UserError("the tokenizer has no padding token, which batching needs")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, max_length
