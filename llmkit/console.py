@@ -23,6 +23,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from llmkit.errors import RunFailed
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -110,3 +112,76 @@ def print_json(summary: Mapping[str, Any]) -> None:
     """The run's summary as one JSON object, the last line of stdout (`| tail -1 | jq`)."""
     if is_main_process():
         print(json.dumps(summary, default=str), flush=True)
+
+
+# What each command shows when it is done (the CLI picks one per command).
+
+
+def show_summary(title: str = "{command} → {output_dir}") -> Callable[[dict, bool], None]:
+    """The usual result: a table titled `title` (filled from the summary), on stderr with
+    --json, so that stdout holds only the JSON line."""
+
+    def show(summary: dict[str, Any], as_json: bool) -> None:
+        print_table(title.format(**summary), summary, to_stderr=as_json)
+        if as_json:
+            print_json(summary)
+
+    return show
+
+
+def show_generated(summary: dict[str, Any], as_json: bool) -> None:
+    """The completions were printed as they came; then the settings, and the JSON."""
+    shown = {key: value for key, value in summary.items() if key != "results"}
+    print_table("generate", shown, to_stderr=True)
+    if as_json:
+        print_json(summary)
+
+
+def show_answers(summary: dict[str, Any], as_json: bool) -> None:
+    if is_main_process():
+        for found in summary["answers"]:
+            out.print(f"{found['answer']}  [dim](score {found['score']:.2f})[/]", highlight=False)
+    if as_json:
+        print_json(summary)
+
+
+def show_report(summary: dict[str, Any], as_json: bool) -> None:
+    print_grid(f"{summary['runs']} runs", summary["header"], summary["rows"], to_stderr=as_json)
+    note_to = err if as_json else out
+    if is_main_process():
+        note_to.print(f"report: {summary['report']}", highlight=False)
+    if as_json:
+        print_json(summary)
+
+
+def show_sweep(summary: dict[str, Any], as_json: bool) -> None:
+    """The points' outcomes; a sweep with failed points exits 1 once they are shown."""
+    rows = {outcome["point"]: outcome["status"] for outcome in summary["outcomes"]}
+    print_table(f"sweep → {summary['sweep']}", rows, to_stderr=as_json)
+    if summary["report"] and is_main_process():
+        (err if as_json else out).print(f"report: {summary['report']['report']}")
+    if as_json:
+        print_json(summary)
+    if summary["failed"]:
+        failed = ", ".join(summary["failed"])
+        raise RunFailed(f"{len(summary['failed'])} of {summary['points']} points failed: {failed}")
+
+
+def show_recipes(listing: dict[str, dict[str, str]], as_json: bool) -> None:
+    """`llmkit recipes ls`: the shipped recipes, then the fine-tuning tasks and their recipes."""
+    print_table("shipped recipes", listing["recipes"], to_stderr=as_json)
+    print_table("fine-tuning tasks (task.name → recipes)", listing["tasks"], to_stderr=as_json)
+    if as_json:
+        print_json(listing)
+
+
+def show_text(text: str, as_json: bool) -> None:
+    if is_main_process():
+        out.print(text, end="", highlight=False, markup=False)
+
+
+def show_path(path: Any, as_json: bool) -> None:
+    if is_main_process():
+        out.print(f"{path}", highlight=False)
+    if as_json:
+        print_json({"path": str(path)})

@@ -37,7 +37,7 @@ from llmkit.fast_path import check_attention, resolve_precision, use_fused_activ
 from llmkit.recipe import ModelConfig
 
 Objective = Literal["clm", "mlm"]
-Kind = Literal["clm", "mlm", "seq2seq"]  # what a saved model does, for inference
+LanguageModeling = Literal["clm", "mlm", "seq2seq"]  # what a saved model does (inference)
 FAMILY_OBJECTIVE: dict[str, Objective] = {
     "gpt2": "clm",
     "llama": "clm",
@@ -313,7 +313,7 @@ def flops_per_token(config: PretrainedConfig, parameters: int, seq_len: int) -> 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def objective_of(config: PretrainedConfig) -> Kind:
+def language_modeling_of(config: PretrainedConfig) -> LanguageModeling:
     """Causal LM, masked LM or encoder-decoder, from the architecture a checkpoint was saved as."""
     if config.is_encoder_decoder:
         return "seq2seq"
@@ -361,7 +361,8 @@ def load_vision_language(path: str | Path, precision: str = "auto"):
 
 
 def load_for_inference(path: str | Path, precision: str = "auto"):
-    """(model, tokenizer, objective) of a run directory or save_pretrained folder, for scoring."""
+    """(model, tokenizer, language modeling: clm/mlm/seq2seq) of a run directory or
+    save_pretrained folder, for scoring and generation."""
     from llmkit.tokenizer import load_tokenizer
 
     folder = require_model_dir(path, "--model")
@@ -370,11 +371,11 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read the model config in {folder}: {e}") from e
-    objective = objective_of(config)
+    modeling = language_modeling_of(config)
     tokenizer = load_tokenizer(folder)
     precision = resolve_precision(precision, "--precision")
     cls = {"clm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM}.get(
-        objective, AutoModelForSeq2SeqLM
+        modeling, AutoModelForSeq2SeqLM
     )
     try:
         model = cls.from_pretrained(folder, dtype=DTYPES[precision], **options)
@@ -384,4 +385,4 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
     use_fused_activations(model)
     if torch.cuda.is_available():
         model = model.to("cuda")
-    return model.eval(), tokenizer, objective
+    return model.eval(), tokenizer, modeling

@@ -10,7 +10,7 @@ os.environ.pop("LLMKIT_DATA_DIR", None)
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from helpers import FIXTURES, SHARED_DATA, TINY, read_rows  # noqa: E402
+from helpers import FIXTURES, SHARED_DATA, TINY, invoke, read_rows  # noqa: E402
 
 
 def pytest_configure(config):
@@ -79,3 +79,10 @@ def trained_clm(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_mlm(tmp_path_factory) -> Path:
     return _trained(tmp_path_factory, "bert-tiny", "mlm")
+
+
+@pytest.fixture
+def cli():
+    """Run `llmkit ARGS` in-process: `result, summary = cli("eval-ppl", ..., "--json")`, the
+    summary being the command's --json line (None without --json or on failure)."""
+    return invoke

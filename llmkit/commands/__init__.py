@@ -1,1 +1,349 @@
-"""One module per verb; each exposes one function that the CLI (or a test) calls."""
+"""One module per verb, each with one function that the CLI (or a test) calls; this file
+lists the verbs: what each does, its flags, the function it calls and how its result is
+shown. It stays light (no model code is imported), as `llmkit --help` reads it.
+
+A flag left out is not passed on, so each default is stated once: in the signature of the
+function the verb calls (the help says what it is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmkit import console
+from llmkit.tasks import task_names
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # the parameter of the verb's function it fills
+    type: Any
+    flags: str  # as typed: "--model -m", "--do-sample/--greedy"; "" for a positional argument
+    help: str
+    default: Any = None  # None: left out (the function's default); ...: required
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str  # recipes' sub-commands: "recipes ls"
+    help: str  # paragraphs; `example` follows them in --help
+    example: str
+    run: str  # "module:function" in llmkit, imported when the verb runs
+    flags: tuple[Flag, ...] = ()
+    show: Any = None  # console.show_*(result, as_json); None: the function prints
+    takes_json: bool = True
+    recipe: bool = False  # runs a recipe: the recipe flags, --dry-run, the run directory flags
+    resumable: bool = True  # (recipe verbs) takes --resume
+    describe: str | None = None  # (recipe verbs) what --dry-run checks and shows, no data read
+    describe_title: str = "model"
+    fixed: dict[str, Any] = field(default_factory=dict)  # passed to `run` as well
+
+
+# Flags several verbs share, declared once.
+RECIPE = Flag("recipe", str, "--recipe -r", "A recipe YAML path, or a shipped recipe's name.", ...)
+SET = Flag(
+    "overrides",
+    list[str],
+    "--set",
+    "Override one recipe key, the value parsed as YAML: --set data.seq_len=256 (repeatable).",
+)
+RECIPE_FLAGS = (
+    RECIPE,
+    SET,
+    Flag("output_dir", Path, "--output-dir -o", "Run directory (default: runs/<recipe name>)."),
+    Flag("overwrite", bool, "--overwrite", "Replace a run already in the output directory.", False),
+)
+RESUME = Flag(
+    "resume",
+    str,
+    "--resume",
+    "Continue a run: 'auto' (its newest complete checkpoint, or a fresh start) or a "
+    "checkpoint/run path.",
+)
+DRY_RUN = Flag("dry_run", bool, "--dry-run", "Print the resolved recipe and exit.", False)
+MODEL = Flag("model_dir", Path, "--model -m", "A run directory or save_pretrained folder.", ...)
+PRECISION = Flag(
+    "precision",
+    str,
+    "--precision",
+    "fp32, bf16, fp16 (GPU) or auto (bf16 on a GPU with bf16 units, else fp32). Default: fp32 "
+    "for eval-ppl, so that perplexities compare across machines and with "
+    "lm-evaluation-harness; auto for generate, for speed.",
+)
+JSON = Flag("as_json", bool, "--json", "Print the summary as one JSON line, last on stdout.", False)
+RECIPE_NAME = Flag("name", str, "", "A name from `llmkit recipes ls`.", ...)
+
+
+def _pretraining(objective: str, help: str, example: str) -> Verb:
+    """pretrain-clm and pretrain-mlm: one verb, two objectives."""
+    return Verb(
+        f"pretrain-{objective}",
+        help,
+        example,
+        "commands.pretrain:run_pretrain",
+        recipe=True,
+        show=console.show_summary(),
+        describe="commands.pretrain:describe_model",
+        fixed={"objective": objective},
+    )
+
+
+VERBS = (
+    Verb(
+        "tokenize",
+        "Train a tokenizer (byte-bpe, bpe, wordpiece, unigram) on a corpus and measure it. "
+        "With [bold]data.encode=true[/] it also encodes the corpus and packs it into "
+        "[bold]data.seq_len[/] blocks, cached so that pretraining with the same inputs reuses "
+        "them.",
+        "llmkit tokenize --recipe tokenizer-byte-bpe --set data.train=corpus/",
+        "commands.tokenize:run_tokenize",
+        recipe=True,
+        resumable=False,
+        show=console.show_summary(),
+    ),
+    _pretraining(
+        "clm",
+        "Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.",
+        "llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100",
+    ),
+    _pretraining(
+        "mlm",
+        "Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence "
+        "prediction).",
+        "llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true",
+    ),
+    Verb(
+        "finetune",
+        "Fine-tune a model on a downstream task (task.name) and report its official metrics. "
+        "Writes the model, dev metrics and predictions (and GLUE test predictions in the "
+        f"submission format).\n\nTasks: {', '.join(task_names())}; `llmkit recipes ls` "
+        "shows the recipe of each.",
+        "llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny",
+        "commands.finetune:run_finetune",
+        (
+            Flag(
+                "eval_only",
+                bool,
+                "--eval-only",
+                "Evaluate model.path (already fine-tuned) without training.",
+                False,
+            ),
+        ),
+        recipe=True,
+        show=console.show_summary("finetune {task} → {output_dir}"),
+        describe="tasks:describe_task",
+        describe_title="task",
+    ),
+    Verb(
+        "eval-ppl",
+        "Measure perplexity: token perplexity (HF sliding window), word and byte perplexity "
+        "and bits per byte (lm-evaluation-harness), or pseudo-perplexity for a masked LM.\n\n"
+        "[bold]token_perplexity[/]: exp(mean NLL), windows of --max-length tokens every "
+        "--stride tokens over the rows joined with blank lines; each token scored once with up "
+        "to max-length − stride tokens of context. [bold]word/byte perplexity, bits per "
+        "byte[/]: each document scored by rolling non-overlapping windows (its first token "
+        "predicted from EOS), log-likelihood summed and divided by whitespace-split words or "
+        "UTF-8 bytes. [bold]pseudo_perplexity[/] (masked LMs): each token masked in turn.",
+        "llmkit eval-ppl --model runs/gpt2-tiny --data wikitext-2 --stride 512",
+        "commands.eval_ppl:run_eval_ppl",
+        (
+            MODEL,
+            Flag("data", str, "--data -d", "A file, folder, known name or builtin.", ...),
+            Flag("split", str, "--split", "Split of a known name (default: test)."),
+            Flag("text_column", str, "--text-column", "Column to score (default: text)."),
+            Flag("max_length", int, "--max-length", "Window length (default: the positions)."),
+            Flag("stride", int, "--stride", "Sliding-window step (default: half of --max-length)."),
+            Flag("batch_size", int, "--batch-size", "Windows per forward pass (default: 16)."),
+            PRECISION,
+            Flag(
+                "detokenize",
+                bool,
+                "--detokenize/--no-detokenize",
+                "Undo WikiText's tokenization first (default: for WikiText).",
+            ),
+            Flag("local_dir", str, "--local-dir", "Local copy of a known name."),
+            Flag("output", Path, "--output", "Also write the results to this JSON file."),
+        ),
+        show=console.show_summary("eval-ppl {model} on {data}"),
+    ),
+    Verb(
+        "generate",
+        "Generate text with a causal LM or an encoder-decoder (greedy by default), answer "
+        "prompts about an image with a vision-language model, or fill masks with a masked LM."
+        "\n\nDefaults come from the run's generation_config.json; flags override them.",
+        'llmkit generate --model runs/gpt2-tiny --prompt "The meaning" --top-p 0.9',
+        "commands.generate:generate_from_flags",
+        (
+            MODEL,
+            Flag("prompt", list[str], "--prompt -p", "A prompt (repeatable)."),
+            Flag(
+                "prompts",
+                Path,
+                "--prompts",
+                "A .txt (one prompt a line) or .jsonl file (a prompt field).",
+            ),
+            Flag("max_new_tokens", int, "--max-new-tokens", "Tokens to add (default 64)."),
+            Flag("do_sample", bool, "--do-sample/--greedy", "Sample instead of greedy decoding."),
+            Flag("temperature", float, "--temperature", "Sampling temperature."),
+            Flag(
+                "top_k",
+                int,
+                "--top-k",
+                "Sample among the k likeliest tokens (masked LM: the fills shown).",
+            ),
+            Flag("top_p", float, "--top-p", "Nucleus sampling: the smallest set with this mass."),
+            Flag("num_beams", int, "--num-beams", "Beam search with this many beams."),
+            Flag(
+                "repetition_penalty", float, "--repetition-penalty", "Above 1 discourages repeats."
+            ),
+            Flag(
+                "no_repeat_ngram_size",
+                int,
+                "--no-repeat-ngram-size",
+                "Never repeat an n-gram of this size.",
+            ),
+            Flag("num_return_sequences", int, "--num-return-sequences", "Completions per prompt."),
+            Flag(
+                "stop", list[str], "--stop", "Cut the completion before this string (repeatable)."
+            ),
+            Flag("seed", int, "--seed", "Seed for reproducible sampling."),
+            Flag("stream", bool, "--stream", "Print tokens as they are generated.", False),
+            Flag(
+                "batch_size",
+                int,
+                "--batch-size",
+                "Prompts per generate call, left-padded (default: 8).",
+            ),
+            PRECISION,
+            Flag("output", Path, "--output", "Write one JSON line per completion here."),
+            Flag(
+                "image", Path, "--image", "An image the prompts are about (vision-language models)."
+            ),
+        ),
+        show=console.show_generated,
+    ),
+    Verb(
+        "answer",
+        "Answer a question with a span of the context (extractive QA).",
+        'llmkit answer -m runs/qa-squad -q "Who wrote it?" --context-file doc.txt',
+        "commands.answer:answer_from_flags",
+        (
+            Flag(
+                "model_dir",
+                Path,
+                "--model -m",
+                "A fine-tuned extractive QA model (finetune qa/squad).",
+                ...,
+            ),
+            Flag("question", str, "--question -q", "The question.", ...),
+            Flag("context", str, "--context -c", "The text holding the answer."),
+            Flag("context_file", Path, "--context-file", "Read the context from a file."),
+            Flag("top_k", int, "--top-k", "Show the k best answers (default: 1)."),
+            Flag(
+                "max_answer_tokens",
+                int,
+                "--max-answer-tokens",
+                "Longest answer span (default: the run's, else 30).",
+            ),
+            Flag(
+                "max_length",
+                int,
+                "--max-length",
+                "Tokens per window (default: the run's, else up to 384).",
+            ),
+            Flag(
+                "stride",
+                int,
+                "--doc-stride",
+                "Tokens shared by windows (default: the run's, else 1/4).",
+            ),
+        ),
+        show=console.show_answers,
+    ),
+    Verb(
+        "report",
+        "Compare finished runs: the recipe keys that differ, final metrics, tokens/s and wall "
+        "time in one table; loss against steps and against tokens as PNG plots; report.md.",
+        "llmkit report runs/lr-sweep/* --output reports/lr",
+        "commands.report:run_report",
+        (
+            Flag("run_dirs", list[Path], "", "Finished run directories to compare.", ...),
+            Flag(
+                "output",
+                Path,
+                "--output",
+                "Where plots and report.md go (default: report/ beside the runs).",
+            ),
+        ),
+        show=console.show_report,
+    ),
+    Verb(
+        "sweep",
+        "Run a command over the cartesian product of --grid values, one run directory per "
+        "point, then compare them (llmkit report). A failed point is reported and the sweep "
+        "goes on; finished points are skipped, so re-running a sweep finishes what is left.",
+        "llmkit sweep pretrain-clm --recipe gpt2-tiny --grid train.lr=3e-4,1e-3 "
+        "--grid model.layers=2,4",
+        "commands.sweep:sweep_from_flags",
+        (
+            Flag("command", str, "", "pretrain-clm, pretrain-mlm or finetune.", ...),
+            RECIPE,
+            Flag(
+                "grid",
+                list[str],
+                "--grid",
+                "KEY=V1,V2,...: one axis of the grid (repeatable).",
+                ...,
+            ),
+            SET,
+            Flag(
+                "output_dir",
+                Path,
+                "--output-dir -o",
+                "Sweep folder (default: runs/<recipe name>-sweep).",
+            ),
+            Flag(
+                "sample", int, "--random", "Run N points drawn from the grid instead of all of it."
+            ),
+            Flag("seed", int, "--seed", "Seed for --random (default: 0)."),
+            Flag(
+                "print_only",
+                bool,
+                "--print",
+                "Print one shell command per point instead of running them.",
+                False,
+            ),
+        ),
+        show=console.show_sweep,
+    ),
+    Verb(
+        "recipes ls",
+        "List the shipped recipes and launch configs with what each is, and the fine-tuning "
+        "tasks with the recipes that run them.",
+        "llmkit recipes ls",
+        "commands.recipes:list_recipes",
+        show=console.show_recipes,
+    ),
+    Verb(
+        "recipes show",
+        "Print a shipped recipe.",
+        "llmkit recipes show gpt2-small",
+        "commands.recipes:recipe_text",
+        (RECIPE_NAME,),
+        show=console.show_text,
+        takes_json=False,
+    ),
+    Verb(
+        "recipes cp",
+        "Copy a shipped recipe to edit and run with --recipe PATH.",
+        "llmkit recipes cp gpt2-small my-gpt.yaml",
+        "commands.recipes:copy_recipe",
+        (
+            RECIPE_NAME,
+            Flag("destination", Path, "", "A file path, or a folder to copy it into.", ...),
+        ),
+        show=console.show_path,
+    ),
+)

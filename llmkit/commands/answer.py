@@ -66,6 +66,18 @@ def fine_tuning_settings(folder: Path) -> dict[str, int]:
 
 
 @torch.inference_mode()
+def answer_from_flags(
+    model_dir: str | Path,
+    question: str,
+    *,
+    context: str | None = None,
+    context_file: Path | None = None,
+    **values: Any,
+) -> dict[str, Any]:
+    """`llmkit answer`'s flags: the context from --context or --context-file."""
+    return run_answer(str(model_dir), question, read_context(context, context_file), **values)
+
+
 def run_answer(
     model_dir: str,
     question: str,

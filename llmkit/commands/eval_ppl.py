@@ -64,8 +64,8 @@ def run_eval_ppl(
 ) -> dict[str, Any]:
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
-    model, tokenizer, objective = load_for_inference(model_dir, precision)
-    if objective == "seq2seq":
+    model, tokenizer, modeling = load_for_inference(model_dir, precision)
+    if modeling == "seq2seq":
         raise UserError(
             f"{model_dir} is an encoder-decoder model; eval-ppl scores causal and masked LMs",
             "its fine-tuning run reports eval_loss on the task's references (metrics.json)",
@@ -80,13 +80,13 @@ def run_eval_ppl(
         "command": "eval-ppl",
         "model": str(model_dir),
         "data": source.description,
-        "objective": objective,
+        "objective": modeling,
         "max_length": max_length,
         "batch_size": batch_size,
     }
     progress = progress_bar()
     with progress:
-        if objective == "mlm":
+        if modeling == "mlm":
             ids = tokenizer(stream, add_special_tokens=False)["input_ids"]
             task = progress.add_task("pseudo-perplexity (tokens)", total=len(ids))
             started = time.perf_counter()

@@ -12,6 +12,7 @@ from rich.markup import escape
 from transformers import set_seed
 
 from llmkit.console import is_main_process, out
+from llmkit.data.streams import json_record
 from llmkit.errors import UserError
 from llmkit.generation import (
     DecodingOptions,
@@ -51,10 +52,7 @@ def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{number} is not a JSON object: {e.msg}") from e
+            record = json_record(line, f"{path}:{number}")
             if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
                 raise UserError(f'{path}:{number} has no "prompt" text field')
             found.append(record["prompt"])
@@ -79,6 +77,21 @@ def read_image(path: Path):
         raise UserError(f"{path} is not an image that Pillow can read ({e})") from e
 
 
+def generate_from_flags(
+    model_dir: str | Path,
+    *,
+    prompt: list[str] = (),
+    prompts: Path | None = None,
+    stop: list[str] = (),
+    **values: Any,
+) -> dict[str, Any]:
+    """`llmkit generate`'s flags: the prompts from --prompt or --prompts, the decoding flags
+    as DecodingOptions, the rest as run_generate takes them."""
+    decoding = {k: values.pop(k) for k in DecodingOptions.__dataclass_fields__ if k in values}
+    options = DecodingOptions(**decoding, stop=list(stop))
+    return run_generate(str(model_dir), read_prompts(list(prompt), prompts), options, **values)
+
+
 def run_generate(
     model_dir: str,
     prompts: list[str],
@@ -100,18 +113,18 @@ def run_generate(
         if stream:
             raise UserError("--stream is for text-only models; drop it with this model")
         model, processor = load_vision_language(folder, precision)
-        tokenizer, objective = processor.tokenizer, "image-text"
+        tokenizer, modeling = processor.tokenizer, "image-text"
     elif picture is not None:
         raise UserError(
             f"--image needs a vision-language model; {model_dir} reads text only",
             "use a checkpoint that loads with AutoModelForImageTextToText (LLaVA, Qwen2-VL, ...)",
         )
     else:
-        model, tokenizer, objective = load_for_inference(model_dir, precision)
+        model, tokenizer, modeling = load_for_inference(model_dir, precision)
     if seed is not None:
         set_seed(seed)
     records: list[dict[str, Any]] = []
-    if objective == "mlm":
+    if modeling == "mlm":
         records = fill_masks(model, tokenizer, prompts, top_k=options.top_k or 5)
         if show and is_main_process():
             for record in records:
@@ -127,7 +140,7 @@ def run_generate(
         config = generation_config_for(model, tokenizer, options)
         completions = []
         seconds = 0.0  # spent in generate calls; a batch's completions share one call
-        if objective == "image-text":
+        if modeling == "image-text":
             completions = generate_from_image(
                 model, processor, prompts, picture, config, options.stop
             )

@@ -34,8 +34,24 @@ def description(path: Path) -> str:
     return ""
 
 
-def list_recipes() -> dict[str, str]:
-    return {name: description(path) for name, path in shipped_files().items()}
+def list_recipes() -> dict[str, dict[str, str]]:
+    """The shipped files with what each is, and each fine-tuning task with its recipes."""
+    from llmkit.tasks import KINDS
+
+    tasks = {}
+    for kind in KINDS.values():
+        for name in kind.names:
+            runs = [r for r in kind.recipes if r.startswith(name.replace("/", "-"))]
+            how = ", ".join(runs) or f"{kind.recipes[0]} --set task.name={name}"
+            tasks[name] = f"{how}  ({kind.head})"
+    return {
+        "recipes": {name: description(path) for name, path in shipped_files().items()},
+        "tasks": tasks,
+    }
+
+
+def recipe_text(name: str) -> str:
+    return recipe_file(name).read_text(encoding="utf-8")
 
 
 def recipe_file(name: str) -> Path:

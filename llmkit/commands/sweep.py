@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmkit.commands.report import run_report
+from llmkit.console import out
 from llmkit.errors import Interrupted, UserError
 from llmkit.recipe import load_recipe
 from llmkit.rundir import is_finished_run
@@ -154,3 +155,15 @@ def shell_lines(sweep: Sweep) -> list[str]:
     """The sweep as shell command lines, one per point (for a scheduler)."""
     _, plan = sweep.plan()
     return [shlex.join(sweep.command_line(point, run_dir)) for point, run_dir in plan]
+
+
+def sweep_from_flags(print_only: bool = False, **flags: Any) -> dict[str, Any] | None:
+    """`llmkit sweep`: run the sweep, or with --print only print its command lines."""
+    flags["grid"] = tuple(flags["grid"])
+    flags["overrides"] = tuple(flags.get("overrides", ()))
+    sweep = Sweep(**flags)
+    if not print_only:
+        return run_sweep(sweep)
+    for line in shell_lines(sweep):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    return None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import datasets
 import pyarrow.parquet as pq
@@ -206,14 +206,18 @@ def _jsonl_rows(
         rows = []
         for line in lines:
             line_number += 1
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"line {line_number:,} of {path} is not JSON: {e}") from e
-            rows.append(_text_field(record, text_column, f"line {line_number:,} of {path}"))
+            if line.strip():
+                where = f"line {line_number:,} of {path}"
+                rows.append(_text_field(json_record(line, where), text_column, where))
         yield rows
+
+
+def json_record(line: str, where: str) -> Any:
+    """One line of a JSON-lines file, or one error saying where it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where} is not JSON: {e}") from e
 
 
 def _text_field(record: object, text_column: str, where: str) -> str:
@@ -242,10 +246,10 @@ def _parquet_rows(path: Path, text_column: str, progress: ReadProgress) -> Itera
             f"{path} has no column '{text_column}'{did_you_mean(text_column, names)}",
             f"its columns: {', '.join(names)}; set data.text_column",
         )
-    kind = file.schema_arrow.field(text_column).type
-    if str(kind) not in ("string", "large_string", "string_view"):
+    column_type = file.schema_arrow.field(text_column).type
+    if str(column_type) not in ("string", "large_string", "string_view"):
         raise UserError(
-            f"column '{text_column}' of {path} holds {kind}, not text",
+            f"column '{text_column}' of {path} holds {column_type}, not text",
             "set data.text_column to a column of strings",
         )
     size, rows = path.stat().st_size, max(1, file.metadata.num_rows)

@@ -57,3 +57,9 @@ def check_task_name(task_name: str | None) -> TaskKind:
             f"tasks: {', '.join(names)}",
         )
     return kind_of(task_name)
+
+
+def describe_task(recipe) -> dict[str, str]:
+    """What a finetune dry run checks and shows: the task is known; its kind and head."""
+    kind = check_task_name(recipe.task.name)
+    return {"task": recipe.task.name, "kind": f"{kind.name}/*", "head": kind.head}

@@ -1,21 +1,12 @@
 import json
 
 import pytest
-from helpers import json_line
-from typer.testing import CliRunner
-
-from llmkit.cli import app
-
-runner = CliRunner()
 
 
-def eval_ppl(*args):
-    return runner.invoke(app, ["eval-ppl", *args])
-
-
-def test_json_summary_and_output_file(trained_clm, tmp_path):
+def test_json_summary_and_output_file(trained_clm, tmp_path, cli):
     out = tmp_path / "results" / "ppl.json"
-    result = eval_ppl(
+    result, summary = cli(
+        "eval-ppl",
         "--model",
         str(trained_clm),
         "--data",
@@ -27,7 +18,6 @@ def test_json_summary_and_output_file(trained_clm, tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    summary = json_line(result.stdout)
     assert summary == json.loads(out.read_text())
     assert summary["stride"] == 32 and summary["objective"] == "clm"
     assert 1 < summary["token_perplexity"] < 1000 and summary["tokens_per_second"] > 0
@@ -35,7 +25,7 @@ def test_json_summary_and_output_file(trained_clm, tmp_path):
     assert summary["documents"] == 1 and summary["detokenized"] is False
 
 
-def test_each_record_of_a_structured_source_is_a_document(trained_clm, tmp_path):
+def test_each_record_of_a_structured_source_is_a_document(trained_clm, tmp_path, cli):
     records = tmp_path / "docs.jsonl"
     records.write_text(
         "".join(
@@ -45,27 +35,24 @@ def test_each_record_of_a_structured_source_is_a_document(trained_clm, tmp_path)
             )
         )
     )
-    result = eval_ppl("--model", str(trained_clm), "--data", str(records), "--json")
+    result, summary = cli("eval-ppl", "--model", str(trained_clm), "--data", str(records), "--json")
     assert result.exit_code == 0, result.output
-    summary = json_line(result.stdout)
     assert summary["documents"] == 3 and summary["words"] == 5 + 6 + 4
 
 
-def test_the_text_column_of_a_glue_task(trained_clm, shared_data, monkeypatch):
+def test_the_text_column_of_a_glue_task(trained_clm, shared_data, monkeypatch, cli):
     monkeypatch.setenv("LLMKIT_DATA_DIR", str(shared_data("glue").parent))
-    result = eval_ppl(
-        "--model", str(trained_clm), "--data", "glue/sst2", "--split", "validation", "--json"
-    )
+    args = ["--model", str(trained_clm), "--data", "glue/sst2", "--split", "validation"]
+    result, summary = cli("eval-ppl", *args, "--json")
     assert result.exit_code == 0, result.output
-    assert json_line(result.stdout)["documents"] == 872
+    assert summary["documents"] == 872
 
 
-def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path):
+def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path, cli):
     text = tmp_path / "t.txt"
     text.write_text("The game was released in Japan .\n")
-    result = eval_ppl("--model", str(trained_mlm), "--data", str(text), "--json")
+    result, summary = cli("eval-ppl", "--model", str(trained_mlm), "--data", str(text), "--json")
     assert result.exit_code == 0, result.output
-    summary = json_line(result.stdout)
     assert summary["objective"] == "mlm" and summary["pseudo_perplexity"] > 1
 
 
@@ -86,9 +73,9 @@ def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path):
         (["--model", "{clm}", "--data", "builtin", "--batch-size", "0"], "at least 1"),
     ],
 )
-def test_user_errors(trained_clm, tmp_path, args, expected):
+def test_user_errors(trained_clm, tmp_path, args, expected, cli):
     args = [a.format(tmp=tmp_path, clm=trained_clm) for a in args]
-    result = eval_ppl(*args)
+    result, _ = cli("eval-ppl", *args)
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and "Traceback" not in result.output
     assert result.stderr.count("error:") == 1

@@ -154,9 +154,16 @@ def test_report_refuses_a_folder_that_is_not_a_finished_run(tmp_path):
 
 
 def test_recipes_ls_show_and_a_copy_that_runs(tmp_path):
-    listed = list_recipes()
+    listing = list_recipes()
+    listed = listing["recipes"]
     assert "gpt2-tiny" in listed and "accelerate/fsdp" in listed
     assert listed["gpt2-tiny"].startswith("A tiny GPT-2")
+    # and every task the registry knows, with a recipe that runs it
+    assert listing["tasks"]["qa/squad"].startswith("qa-squad")
+    assert listing["tasks"]["glue/qqp"].startswith("glue-sst2 --set task.name=glue/qqp")
+    runner = CliRunner()
+    ls = runner.invoke(app, ["recipes", "ls"])
+    assert ls.exit_code == 0 and "ner/conll" in ls.output and "gpt2-tiny" in ls.output
     assert yaml.safe_load(recipe_file("gpt2-tiny").read_text())["model"]["family"] == "gpt2"
     copied = copy_recipe("gpt2-tiny", tmp_path)
     assert copied == tmp_path / "gpt2-tiny.yaml"
@@ -165,7 +172,6 @@ def test_recipes_ls_show_and_a_copy_that_runs(tmp_path):
     recipe = load_recipe(str(copied), [*TINY_MODEL, "train.max_steps=3", "train.eval_every=3"])
     summary = run_pretrain(recipe, "clm", output_dir=tmp_path / "run")
     assert summary["steps"] == 3
-    runner = CliRunner()
     shown = runner.invoke(app, ["recipes", "show", "gpt2-tiny"])
     assert shown.exit_code == 0 and "family: gpt2" in shown.output
     missing = runner.invoke(app, ["recipes", "show", "gpt2-tiyn"])

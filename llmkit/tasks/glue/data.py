@@ -195,9 +195,9 @@ def read_local_split(task: GlueTask, path: Path, *, needs_labels: bool) -> datas
             ]
         except StopIteration:
             found = [n for names in task.local_fields for n in names if n in header]
-            kind = "sentence-pair" if task.is_pair else "single-sentence"
+            shape = "sentence-pair" if task.is_pair else "single-sentence"
             raise UserError(
-                f"{path}: glue/{task.name} is a {kind} "
+                f"{path}: glue/{task.name} is a {shape} "
                 f"task with fields {', '.join(task.fields)}, but the file has {len(found)} of them "
                 f"(columns: {', '.join(header)})"
             ) from None

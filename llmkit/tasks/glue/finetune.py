@@ -121,7 +121,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
                 )
         return metrics
 
-    kind = "regression" if task.is_regression else f"{task.num_labels} labels"
+    head = "regression" if task.is_regression else f"{task.num_labels} labels"
     return PreparedTask(
         name=f"glue/{task.name}",
         model=model,
@@ -130,7 +130,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         evaluation=next(iter(encoded_dev.values())),
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
-        description=f"GLUE {task.folder} ({kind})",
+        description=f"GLUE {task.folder} ({head})",
         main_metric=f"eval_{task.main_metric}"
         if len(encoded_dev) == 1
         else f"eval_matched_{task.main_metric}",
