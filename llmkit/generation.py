@@ -82,7 +82,10 @@ def generation_config_for(
     config.pad_token_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
-    config.eos_token_id = tokenizer.eos_token_id
+    # A chat model stops at its end-of-turn token, saved in its generation_config.json; a
+    # model saved without any stops at the tokenizer's EOS.
+    if config.eos_token_id is None:
+        config.eos_token_id = tokenizer.eos_token_id
     try:
         config.update(**options.overrides())  # validates what it sets
         config.validate(strict=True)
@@ -154,11 +157,13 @@ def new_tokens(model: PreTrainedModel, output: torch.Tensor, prompt_length: int)
     return output[:, 1:] if model.config.is_encoder_decoder else output[:, prompt_length:]
 
 
-def _completion_length(tokens: list[int], eos_id: int | None, pad_id: int | None) -> int:
-    """Generated tokens up to and including EOS (later positions are padding)."""
+def _completion_length(tokens: list[int], eos_id: int | list[int] | None, pad_id: int | None):
+    """Generated tokens up to and including EOS, or any of several (later positions are
+    padding)."""
+    stops = set(eos_id if isinstance(eos_id, list) else [eos_id])
     for index, token in enumerate(tokens):
-        if token == eos_id or (token == pad_id and pad_id != eos_id):
-            return index + (token == eos_id)
+        if token in stops or (token == pad_id and pad_id not in stops):
+            return index + (token in stops)
     return len(tokens)
 
 

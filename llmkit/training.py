@@ -25,7 +25,6 @@ from rich.progress import Progress
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
-    Seq2SeqTrainer,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -229,8 +228,13 @@ class CheckpointSafeTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
 
-class CheckpointSafeSeq2SeqTrainer(CheckpointSafeTrainer, Seq2SeqTrainer):
-    """The same checkpoints, for encoder-decoder models whose evaluation generates text."""
+def checkpoint_safe(trainer_class: type[Trainer] | None) -> type[Trainer]:
+    """`trainer_class` with CheckpointSafeTrainer's checkpoints (plain Trainer: that class)."""
+    if trainer_class is None or trainer_class is Trainer:
+        return CheckpointSafeTrainer
+    return type(
+        f"CheckpointSafe{trainer_class.__name__}", (CheckpointSafeTrainer, trainer_class), {}
+    )
 
 
 class RichProgress(TrainerCallback):
@@ -289,12 +293,12 @@ def build_trainer(
     compute_metrics,
     preprocess_logits_for_metrics,
     callbacks: list[TrainerCallback] | tuple = (),
-    generates: bool = False,
+    trainer_class: type[Trainer] | None = None,
 ) -> Trainer:
-    """A Trainer with llmkit's progress display. Metrics are computed from what
+    """A Trainer (or `trainer_class`, a subclass: Seq2SeqTrainer, TRL's SFTTrainer) with
+    llmkit's checkpoints and progress display. Metrics are computed from what
     `preprocess_logits_for_metrics` keeps of each batch, so logits are never accumulated."""
-    trainer_class = CheckpointSafeSeq2SeqTrainer if generates else CheckpointSafeTrainer
-    trainer = trainer_class(
+    trainer = checkpoint_safe(trainer_class)(
         model=model,
         args=args,
         train_dataset=train_dataset,

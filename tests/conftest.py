@@ -81,6 +81,20 @@ def trained_mlm(tmp_path_factory) -> Path:
     return _trained(tmp_path_factory, "bert-tiny", "mlm")
 
 
+@pytest.fixture(scope="session")
+def trained_clm_128(tmp_path_factory) -> Path:
+    """A causal LM with room for a prompt and its answer (128 positions, hidden 128), for
+    supervised fine-tuning."""
+    from llmkit.commands.pretrain import run_pretrain
+    from llmkit.recipe import load_recipe
+
+    overrides = [*TINY, "data.seq_len=128", "model.hidden=128", "model.heads=4"]
+    overrides += ["train.max_steps=150"]
+    out = tmp_path_factory.mktemp("trained-clm-128") / "run"
+    run_pretrain(load_recipe("gpt2-tiny", overrides), "clm", output_dir=out)
+    return out
+
+
 @pytest.fixture
 def cli():
     """Run `llmkit ARGS` in-process: `result, summary = cli("eval-ppl", ..., "--json")`, the

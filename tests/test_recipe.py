@@ -179,7 +179,10 @@ def test_a_task_key_of_another_kind_is_an_error_naming_its_kind():
     with pytest.raises(UserError, match="'task.source_lang' belongs to seq2seq/translation"):
         load_recipe("glue-sst2", ["task.name=seq2seq/summarization", "task.source_lang=fr"])
     # At its default (as recipes saved before per-kind keys list it) it is dropped, not an error.
-    assert "doc_stride" not in load_recipe("glue-sst2", ["task.doc_stride=128"]).task.model_fields
+    assert (
+        "doc_stride"
+        not in type(load_recipe("glue-sst2", ["task.doc_stride=128"]).task).model_fields
+    )
     qa = load_recipe("glue-sst2", ["task.name=qa/squad", "task.doc_stride=64"])
     assert qa.task.doc_stride == 64
     # A saved recipe lists every key with its default: it loads back as it was written.

@@ -221,6 +221,8 @@ VERBS = (
             Flag(
                 "image", Path, "--image", "An image the prompts are about (vision-language models)."
             ),
+            Flag("chat", bool, "--chat", "Each prompt is a user turn in the chat template.", False),
+            Flag("system", str, "--system", "A system message before each --chat prompt."),
         ),
         show=console.show_generated,
     ),

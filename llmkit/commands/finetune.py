@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transformers import Seq2SeqTrainingArguments, TrainerCallback, set_seed
+from transformers import TrainerCallback, set_seed
 
 from llmkit.errors import UserError
 from llmkit.fast_path import prepare_for_training
@@ -41,7 +41,8 @@ def run_finetune(
     # recipe's seed, not from whatever the process's random state happens to be.
     set_seed(recipe.seed)
     task = kind.prepare(recipe, eval_only=eval_only)
-    prepare_for_training(task.model, recipe.train)
+    if not task.trainer_has_fused_loss:
+        prepare_for_training(task.model, recipe.train)
     args = training_arguments(
         recipe.train,
         run.dir,
@@ -49,8 +50,8 @@ def run_finetune(
         evaluate=True,
         evaluate_first=False,
         group_by_length=task.group_by_length,
-        arguments_class=Seq2SeqTrainingArguments if task.generates else None,
-        **task.generation,
+        arguments_class=task.arguments_class,
+        **task.arguments,
     )
     trainer = build_trainer(
         task.model,
@@ -61,7 +62,7 @@ def run_finetune(
         tokenizer=task.tokenizer,
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
-        generates=task.generates,
+        trainer_class=task.trainer_class,
         callbacks=callbacks,
     )
     run.claim(main_process=trainer.is_world_process_zero())

@@ -63,6 +63,25 @@ def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
     return found
 
 
+def chat_prompts(tokenizer, prompts: list[str], system: str | None, model_dir) -> list[str]:
+    """Each prompt as the user's turn, rendered with the model's chat template up to the start
+    of the assistant's answer."""
+    if not tokenizer.chat_template:
+        raise UserError(
+            f"--chat needs a chat template, and the tokenizer of {model_dir} has none",
+            "fine-tune the model on chats first (finetune sft/chat), or drop --chat",
+        )
+    before = [{"role": "system", "content": system}] if system else []
+    return [
+        tokenizer.apply_chat_template(
+            [*before, {"role": "user", "content": prompt}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for prompt in prompts
+    ]
+
+
 def read_image(path: Path):
     """The --image file as an RGB picture, or one clear error."""
     from PIL import Image, UnidentifiedImageError
@@ -104,7 +123,13 @@ def run_generate(
     output: Path | None = None,
     show: bool = True,
     image: Path | None = None,
+    chat: bool = False,
+    system: str | None = None,
 ) -> dict[str, Any]:
+    """`chat`: each prompt is a user turn (after `system`, if given) in the model's chat
+    template, and the completion is the assistant's answer, ending at the end of its turn."""
+    if system is not None and not chat:
+        raise UserError("--system is for --chat prompts", "add --chat")
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
     picture = read_image(image) if image is not None else None
@@ -121,6 +146,8 @@ def run_generate(
         )
     else:
         model, tokenizer, modeling = load_for_inference(model_dir, precision)
+    if chat:
+        prompts = chat_prompts(tokenizer, prompts, system, model_dir)
     if seed is not None:
         set_seed(seed)
     records: list[dict[str, Any]] = []

@@ -10,11 +10,11 @@ and the README's task table all read `KINDS`.
 from __future__ import annotations
 
 from llmkit.errors import UserError, did_you_mean
-from llmkit.tasks import glue, ner, qa, seq2seq
+from llmkit.tasks import glue, ner, qa, seq2seq, sft
 from llmkit.tasks.kind import TaskKeys, TaskKind
 
 KINDS: dict[str, TaskKind] = {
-    kind.name: kind for kind in (glue.KIND, qa.KIND, ner.KIND, seq2seq.KIND)
+    kind.name: kind for kind in (glue.KIND, qa.KIND, ner.KIND, seq2seq.KIND, sft.KIND)
 }
 
 
@@ -62,4 +62,9 @@ def check_task_name(task_name: str | None) -> TaskKind:
 def describe_task(recipe) -> dict[str, str]:
     """What a finetune dry run checks and shows: the task is known; its kind and head."""
     kind = check_task_name(recipe.task.name)
-    return {"task": recipe.task.name, "kind": f"{kind.name}/*", "head": kind.head}
+    return {
+        "task": recipe.task.name,
+        "kind": f"{kind.name}/*",
+        "head": kind.head,
+        **kind.audit(recipe),
+    }

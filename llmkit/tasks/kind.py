@@ -56,6 +56,8 @@ class TaskKind:
     recipes: tuple[str, ...]  # shipped recipes that run it
     # tasks of this kind with keys of their own (seq2seq/translation: languages)
     task_keys: dict[str, type[TaskKeys]] = field(default_factory=dict)
+    # its finetune.py has `audit(recipe) -> dict`: what a dry run reads the data to show
+    audits: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -66,5 +68,10 @@ class TaskKind:
 
     def prepare(self, recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         """The task loaded, encoded and given its model (imports the kind's code now)."""
-        module = import_module(f"llmkit.tasks.{self.name}.finetune")
-        return module.prepare(recipe, eval_only=eval_only)
+        return self._finetune().prepare(recipe, eval_only=eval_only)
+
+    def audit(self, recipe: Recipe) -> dict:
+        return self._finetune().audit(recipe) if self.audits else {}
+
+    def _finetune(self):
+        return import_module(f"llmkit.tasks.{self.name}.finetune")

@@ -28,7 +28,7 @@ class PreparedTask:
     tokenizer: PreTrainedTokenizerFast
     train: datasets.Dataset | None  # encoded; None when only evaluating
     evaluation: datasets.Dataset  # encoded, for the evaluations during training
-    collator: Callable
+    collator: Callable | None  # None: the trainer's own
     # After training: predict on every evaluation split, write the prediction files into the
     # run directory (main process only), and return the metrics.
     evaluate: Callable[[Trainer, Path], dict[str, Any]]
@@ -37,8 +37,15 @@ class PreparedTask:
     compute_metrics: Callable | None = None  # for evaluations during training
     preprocess_logits_for_metrics: Callable | None = None
     group_by_length: bool = True  # variable-length examples: batch similar lengths together
-    generates: bool = False  # evaluation decodes text (encoder-decoder): a Seq2SeqTrainer
-    generation: dict[str, Any] = field(default_factory=dict)  # Seq2SeqTrainingArguments
+    # The Trainer subclass and its arguments class when plain Trainer does not do (encoder-
+    # decoders evaluate by generating: Seq2SeqTrainer; SFT: TRL's SFTTrainer), and the
+    # fields `arguments_class` has beyond TrainingArguments'.
+    trainer_class: type[Trainer] | None = None
+    arguments_class: type | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    # The trainer computes the loss without the whole batch's logits itself (TRL's fused LM
+    # head), so llmkit's chunked loss is not put in.
+    trainer_has_fused_loss: bool = False
     train_examples: int | None = None  # when `train` holds more rows than examples (QA windows)
 
 

@@ -28,9 +28,9 @@ def translation_pairs(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["glue", "qa", "ner", "seq2seq"])
+@pytest.mark.parametrize("kind", ["glue", "qa", "ner", "seq2seq", "sft"])
 def test_a_resumed_fine_tuning_ends_with_the_uninterrupted_weights(
-    kind, trained_mlm, trained_clm, tmp_path
+    kind, trained_mlm, trained_clm, trained_clm_128, tmp_path
 ):
     common = ["train.max_steps=6", "train.save_every=2", "train.batch_size=8"]
     if kind == "glue":
@@ -55,6 +55,8 @@ def test_a_resumed_fine_tuning_ends_with_the_uninterrupted_weights(
                 f"task.validation_file={conll / 'valid.txt'}",
             ],
         )
+    elif kind == "sft":
+        recipe, task = "sft-chat", ["task.packing=true", "task.generate_examples=2"]
     else:
         pairs = translation_pairs(tmp_path)
         recipe, task = (
@@ -70,7 +72,9 @@ def test_a_resumed_fine_tuning_ends_with_the_uninterrupted_weights(
                 "task.num_beams=1",
             ],
         )
-    model = [] if kind == "seq2seq" else [f"model.path={trained_mlm}"]
+    model = {"seq2seq": [], "sft": [f"model.path={trained_clm_128}"]}.get(
+        kind, [f"model.path={trained_mlm}"]
+    )
     settings = load_recipe(
         recipe, [*model, *task, *common, "task.max_eval_examples=16", "model.dropout=0.1"]
     )

@@ -13,6 +13,8 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     DataCollatorForSeq2Seq,
     EvalPrediction,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
     Trainer,
 )
 
@@ -146,9 +148,10 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         description=f"{what} ({model.config.model_type})",
         main_metric="eval_rougeL" if task == "summarization" else "eval_bleu",
         compute_metrics=scores,
-        generates=True,
+        trainer_class=Seq2SeqTrainer,
+        arguments_class=Seq2SeqTrainingArguments,
         # transformers would group evaluation batches by length too, and scores() pairs
         # predictions with references by position
         group_by_length=False,
-        generation={"predict_with_generate": True},
+        arguments={"predict_with_generate": True},
     )
