@@ -32,6 +32,7 @@ from transformers import (
     T5Config,
 )
 
+from llmkit.adapters import is_adapter_dir, load_merged
 from llmkit.errors import UserError
 from llmkit.fast_path import check_attention, resolve_precision, use_fused_activations
 from llmkit.recipe import ModelConfig
@@ -265,16 +266,26 @@ def load_model(
         raise UserError(f"cannot load the model in {path}: {e}") from e
 
 
-def load_with_head(path: str, auto_class, *, trust_remote_code: bool = False, **config_changes):
+def load_with_head(
+    path: str,
+    auto_class,
+    *,
+    trust_remote_code: bool = False,
+    load_options: dict | None = None,
+    **config_changes,
+):
     """A checkpoint loaded with a task head (`AutoModelForQuestionAnswering`, ...); the head is
-    new when the checkpoint was saved without one. `config_changes` set label names etc."""
+    new when the checkpoint was saved without one. `config_changes` set label names etc.;
+    `load_options` go to from_pretrained (QLoRA's 4-bit quantization)."""
     folder = require_model_dir(path, "model.path")
+    if is_adapter_dir(folder):  # a LoRA run: its base with the adapter merged in
+        return load_merged(folder, auto_class)
     options = checkpoint_options(folder, trust_remote_code=trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(
             folder, trust_remote_code=trust_remote_code, **config_changes
         )
-        return auto_class.from_pretrained(folder, config=config, **options)
+        return auto_class.from_pretrained(folder, config=config, **options, **(load_options or {}))
     except (OSError, ValueError, KeyError) as e:
         head = auto_class.__name__.removeprefix("AutoModelFor")
         raise UserError(f"cannot load {path} with a {head} head: {e}") from e
@@ -378,7 +389,10 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
         modeling, AutoModelForSeq2SeqLM
     )
     try:
-        model = cls.from_pretrained(folder, dtype=DTYPES[precision], **options)
+        if is_adapter_dir(folder):  # a LoRA run: its base with the adapter merged in
+            model = load_merged(folder, cls, dtype=DTYPES[precision])
+        else:
+            model = cls.from_pretrained(folder, dtype=DTYPES[precision], **options)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {folder}: {e}") from e
     check_model_fits(model.config, len(tokenizer), 1)

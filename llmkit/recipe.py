@@ -10,6 +10,7 @@ with the closest valid one suggested; a key of another kind names the kind it be
 from __future__ import annotations
 
 import copy
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -67,6 +68,15 @@ class TokenizerConfig(Section):
     max_length: int | None = Field(None, ge=1)  # saved as model_max_length
 
 
+class LoraConfig(Section):  # model.lora: finetune with LoRA adapters (peft) instead
+    r: int = Field(8, ge=1)  # the rank of each adapter
+    alpha: float = Field(16, gt=0)  # scale: alpha / r
+    dropout: float = Field(0.05, ge=0, lt=1)
+    # the linear layers that get adapters; auto: the family's attention and MLP projections
+    target_modules: list[str] | Literal["auto"] = "auto"
+    bits: Literal[16, 4] = 16  # 4: QLoRA, the base loaded in 4 bits (CUDA + bitsandbytes)
+
+
 class ModelConfig(Section):
     # gpt2, llama: causal LM; bert, roberta: masked LM; t5, bart: encoder-decoder (finetune
     # seq2seq/* builds a new one with tokenizer.path); or model.path
@@ -87,6 +97,7 @@ class ModelConfig(Section):
     # flash-attn package and a CUDA GPU
     attention: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     trust_remote_code: bool = False  # run Python shipped with a model.path checkpoint
+    lora: LoraConfig | None = None  # finetune: train LoRA adapters only (null: every weight)
 
 
 class ObjectiveConfig(Section):  # masked-LM commands only
@@ -267,10 +278,11 @@ def _fields_at(location: tuple[str | int, ...], task_name: str | None) -> list[s
             model = keys_of(task_name)
             continue
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        annotations = typing.get_args(field.annotation) or (field.annotation,) if field else ()
+        sections = [a for a in annotations if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:  # a value, not a section (an optional section counts as one)
             return []
-        model = annotation
+        model = sections[0]
     return list(model.model_fields)
 
 

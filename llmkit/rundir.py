@@ -33,8 +33,16 @@ RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 CHECKPOINT_PREFIX = "checkpoint-"
-# A checkpoint counts as complete once the files Trainer writes last are there.
-CHECKPOINT_REQUIRED = ("model.safetensors", "trainer_state.json")
+# A checkpoint counts as complete once the files Trainer writes last are there: the state,
+# and the weights (a whole model's, or a LoRA run's adapter).
+CHECKPOINT_STATE = "trainer_state.json"
+CHECKPOINT_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
+
+
+def is_complete_checkpoint(folder: Path) -> bool:
+    return (folder / CHECKPOINT_STATE).is_file() and any(
+        (folder / name).is_file() for name in CHECKPOINT_WEIGHTS
+    )
 
 
 def is_run_dir(path: Path) -> bool:
@@ -86,7 +94,7 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     found = []
     for folder in run_dir.glob(f"{CHECKPOINT_PREFIX}*"):
         step = folder.name.removeprefix(CHECKPOINT_PREFIX)
-        if step.isdigit() and all((folder / name).is_file() for name in CHECKPOINT_REQUIRED):
+        if step.isdigit() and is_complete_checkpoint(folder):
             found.append((int(step), folder))
     return [folder for _, folder in sorted(found)]
 
@@ -106,7 +114,7 @@ def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
             )
         return checkpoints[-1] if checkpoints else None
     given = Path(resume)
-    if all((given / name).is_file() for name in CHECKPOINT_REQUIRED):
+    if is_complete_checkpoint(given):
         return given
     checkpoints = complete_checkpoints(given) if given.is_dir() else []
     if not checkpoints:

@@ -142,6 +142,16 @@ def test_the_readme_lists_every_recipe_key_with_its_default():
     assert set(defaults.pop("task")) == set(TaskKeys.model_fields)
     assert listed.pop("task") == every_task_key
     assert listed == defaults
+    # model.lora is null by default; its keys' defaults are listed in the comment beside it.
+    from llmkit.recipe import LoraConfig
+
+    lines = block[block.index("  lora: null") :].splitlines()
+    comment = " ".join(
+        [lines[0], *(line for line in lines[1:] if line.strip().startswith("#"))][:3]
+    )
+    for key, value in LoraConfig().model_dump(mode="json").items():
+        value = int(value) if isinstance(value, float) and value.is_integer() else value
+        assert f"{key}: {value}" in comment, f"README's model.lora comment lacks {key}: {value}"
     # Under "# glue/*, qa/*:" headings: exactly the keys the registry says those kinds read.
     task_lines = block[block.index("\ntask:") :].split("\ntrain:")[0].splitlines()[2:]
     owners = set()  # before the first heading: keys every kind reads

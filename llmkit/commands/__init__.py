@@ -265,6 +265,18 @@ VERBS = (
         show=console.show_answers,
     ),
     Verb(
+        "export",
+        "Merge a LoRA fine-tuning run (its adapter and its base model) into a plain "
+        "transformers checkpoint, with the run's tokenizer and generation settings.",
+        "llmkit export --model runs/glue-sst2-lora --output-dir runs/glue-sst2-merged",
+        "adapters:export_merged",
+        (
+            Flag("model_dir", Path, "--model -m", "A run directory holding a LoRA adapter.", ...),
+            Flag("output_dir", Path, "--output-dir -o", "Where the merged model goes.", ...),
+        ),
+        show=console.show_summary("export → {output_dir}"),
+    ),
+    Verb(
         "report",
         "Compare finished runs: the recipe keys that differ, final metrics, tokens/s and wall "
         "time in one table; loss against steps and against tokens as PNG plots; report.md.",

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering
 
+from llmkit.adapters import is_adapter_dir, load_merged
 from llmkit.data.collators import DynamicPaddingCollator
 from llmkit.errors import UserError
 from llmkit.models import checkpoint_options, model_positions, require_model_dir
@@ -48,7 +49,10 @@ def load_qa_model(model_dir: str):
             f"{model_dir} is not an extractive QA model ({', '.join(config.architectures or [])})",
             "fine-tune one first: llmkit finetune --recipe qa-squad --set model.path=...",
         )
-    model = AutoModelForQuestionAnswering.from_pretrained(folder, **checkpoint_options(folder))
+    if is_adapter_dir(folder):  # a LoRA run: its base with the adapter merged in
+        model = load_merged(folder, AutoModelForQuestionAnswering)
+    else:
+        model = AutoModelForQuestionAnswering.from_pretrained(folder, **checkpoint_options(folder))
     return model.eval(), load_tokenizer(folder)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback, set_seed
 
+from llmkit.adapters import add_lora, check_quantization, parameter_counts
 from llmkit.errors import UserError
 from llmkit.fast_path import prepare_for_training
 from llmkit.recipe import Recipe
@@ -35,6 +36,8 @@ def run_finetune(
             "finetune needs model.path: an llmkit run directory or a local checkpoint",
             "e.g. --set model.path=runs/bert-tiny",
         )
+    if recipe.model.lora is not None:
+        check_quantization(recipe.model.lora)
     run = Run.start(recipe, "finetune", output_dir=output_dir, overwrite=overwrite, resume=resume)
 
     # A new head (or a new seq2seq model) is initialised when the task is prepared: from the
@@ -43,6 +46,18 @@ def run_finetune(
     task = kind.prepare(recipe, eval_only=eval_only)
     if not task.trainer_has_fused_loss:
         prepare_for_training(task.model, recipe.train)
+    lora = recipe.model.lora
+    if lora is not None:
+        if eval_only:
+            raise UserError(
+                "model.lora trains adapters; --eval-only trains nothing",
+                "drop model.lora (a LoRA run directory as model.path is evaluated merged)",
+            )
+        task.model = add_lora(task.model, lora, kind.head, new_token_ids=task.added_token_ids)
+        # The adapter names its base by this path; absolute, so that it loads from anywhere.
+        task.model.peft_config["default"].base_model_name_or_path = str(
+            Path(recipe.model.path).resolve()
+        )
     args = training_arguments(
         recipe.train,
         run.dir,
@@ -68,6 +83,8 @@ def run_finetune(
     run.claim(main_process=trainer.is_world_process_zero())
 
     metrics = run.summary(task=task.name, **settings_used(trainer.args))
+    if lora is not None:
+        metrics.update(lora_r=lora.r, base_model=recipe.model.path, **parameter_counts(task.model))
     if task.train is not None:
         result = train_guarded(trainer, run.resume_from)
         metrics.update(
@@ -87,14 +104,25 @@ def run_finetune(
 
     verb = "evaluated" if eval_only else "fine-tuned"
     source = recipe.model.path or f"a new {recipe.model.family} model"
+    loads_with = (
+        f'`PeftModel.from_pretrained({kind.head}.from_pretrained("{source}"), "{run.dir}")` '
+        f"(a LoRA adapter of rank {lora.r} on `{source}`), or merged into a plain checkpoint "
+        f"with `llmkit export --model {run.dir} -o DIR`"
+        if lora is not None
+        else f'`{kind.head}.from_pretrained("{run.dir}")`'
+    )
     card = Card(
         title=f"{recipe.name}: {task.name}",
-        what=f"`{source}` {verb} on {task.description} with llmkit. Load it with "
-        f'`{kind.head}.from_pretrained("{run.dir}")`.',
+        what=f"`{source}` {verb} on {task.description} with llmkit. Load it with {loads_with}.",
         results={
             k: v for k, v in metrics.items() if k.startswith("eval_") or k == task.main_metric
         },
     )
     trained = task.train is not None
+    if lora is not None and trainer.is_world_process_zero():
+        # The fine-tuned model's config (its labels, its vocabulary) beside the adapter.
+        fine_tuned = task.model.get_base_model()
+        fine_tuned.config.architectures = [type(fine_tuned).__name__]
+        fine_tuned.config.save_pretrained(run.dir)
     tokenizer = task.tokenizer if trained else None
     return run.finish(metrics, card, trainer=trainer, trained=trained, tokenizer=tokenizer)

@@ -55,6 +55,11 @@ OBJECTIVE_NAMES = {"clm": "causal language model", "mlm": "masked language model
 
 def _check_objective(recipe: Recipe, objective: Objective) -> bool:
     """Validate family against objective; returns whether NSP is on."""
+    if recipe.model.lora is not None:
+        raise UserError(
+            "model.lora is for finetune: pretraining trains every weight",
+            "drop model.lora, or fine-tune the pretrained model with it",
+        )
     family = recipe.model.family
     if recipe.model.path is None:
         if family is None:

@@ -46,6 +46,7 @@ class PreparedTask:
     # The trainer computes the loss without the whole batch's logits itself (TRL's fused LM
     # head), so llmkit's chunked loss is not put in.
     trainer_has_fused_loss: bool = False
+    added_token_ids: list[int] = field(default_factory=list)  # new vocabulary rows to train
     train_examples: int | None = None  # when `train` holds more rows than examples (QA windows)
 
 
@@ -62,13 +63,17 @@ def checkpoint_path(recipe: Recipe) -> str:
 def model_and_tokenizer(recipe: Recipe, auto_class, **config_changes):
     """model.path loaded with the head `auto_class` (config fields changed as given), its
     tokenizer (tokenizer.path wins), and the longest sequence both allow."""
+    from llmkit.adapters import quantization_options
     from llmkit.models import check_model_fits, load_with_head, model_positions
     from llmkit.tokenizer import load_tokenizer
 
     path = checkpoint_path(recipe)
     trust = recipe.model.trust_remote_code
     tokenizer = load_tokenizer(recipe.tokenizer.path or path, trust_remote_code=trust)
-    model = load_with_head(path, auto_class, trust_remote_code=trust, **config_changes)
+    quantized = quantization_options(recipe.model.lora)
+    model = load_with_head(
+        path, auto_class, trust_remote_code=trust, load_options=quantized, **config_changes
+    )
     positions = model_positions(model.config)
     max_length = min(recipe.task.max_length or positions, positions)
     check_model_fits(model.config, len(tokenizer), max_length)

@@ -28,7 +28,7 @@ def translation_pairs(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["glue", "qa", "ner", "seq2seq", "sft"])
+@pytest.mark.parametrize("kind", ["glue", "qa", "ner", "seq2seq", "sft", "lora"])
 def test_a_resumed_fine_tuning_ends_with_the_uninterrupted_weights(
     kind, trained_mlm, trained_clm, trained_clm_128, tmp_path
 ):
@@ -57,6 +57,9 @@ def test_a_resumed_fine_tuning_ends_with_the_uninterrupted_weights(
         )
     elif kind == "sft":
         recipe, task = "sft-chat", ["task.packing=true", "task.generate_examples=2"]
+    elif kind == "lora":  # a GPT-2 classifier with LoRA adapters: the adapter resumes
+        recipe = "glue-sst2"
+        task = [f"task.data_dir={FIXTURES / 'glue' / 'SST-2'}", "model.lora.r=4"]
     else:
         pairs = translation_pairs(tmp_path)
         recipe, task = (
@@ -72,9 +75,11 @@ def test_a_resumed_fine_tuning_ends_with_the_uninterrupted_weights(
                 "task.num_beams=1",
             ],
         )
-    model = {"seq2seq": [], "sft": [f"model.path={trained_clm_128}"]}.get(
-        kind, [f"model.path={trained_mlm}"]
-    )
+    model = {
+        "seq2seq": [],
+        "sft": [f"model.path={trained_clm_128}"],
+        "lora": [f"model.path={trained_clm}"],
+    }.get(kind, [f"model.path={trained_mlm}"])
     settings = load_recipe(
         recipe, [*model, *task, *common, "task.max_eval_examples=16", "model.dropout=0.1"]
     )
@@ -82,7 +87,8 @@ def test_a_resumed_fine_tuning_ends_with_the_uninterrupted_weights(
     run_finetune(settings, output_dir=tmp_path / "parts", callbacks=[StopAt(4)])
     resumed = run_finetune(settings, output_dir=tmp_path / "parts", resume="auto")
     assert resumed["steps"] == 6 and resumed["resumed_from"].endswith("checkpoint-4")
-    a = load_file(tmp_path / "whole" / "model.safetensors")
-    b = load_file(tmp_path / "parts" / "model.safetensors")
+    weights = "adapter_model.safetensors" if kind == "lora" else "model.safetensors"
+    a = load_file(tmp_path / "whole" / weights)
+    b = load_file(tmp_path / "parts" / weights)
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6

@@ -179,11 +179,12 @@ def test_recipes_ls_show_and_a_copy_that_runs(tmp_path):
 
 
 def test_every_command_help_shows_an_example():
+    from llmkit.commands import VERBS
+
     runner = CliRunner()
-    commands = ["tokenize", "pretrain-clm", "pretrain-mlm", "finetune", "eval-ppl", "generate"]
-    for command in [*commands, "report", "sweep"]:
-        result = runner.invoke(app, [command, "--help"])
-        assert result.exit_code == 0 and "Example" in result.output, command
+    for verb in VERBS:
+        result = runner.invoke(app, [*verb.name.split(), "--help"])
+        assert result.exit_code == 0 and "Example" in result.output, verb.name
     assert "--install-completion" in runner.invoke(app, ["--help"]).output
 
 

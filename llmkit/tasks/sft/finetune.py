@@ -13,6 +13,7 @@ from typing import Any
 from transformers import AutoConfig, AutoModelForCausalLM, Trainer
 from trl import SFTConfig, SFTTrainer
 
+from llmkit.adapters import quantization_options
 from llmkit.console import note
 from llmkit.errors import UserError
 from llmkit.generation import generate_batch
@@ -49,7 +50,10 @@ def load_causal_lm(recipe: Recipe):
         )
     tokenizer = load_tokenizer(recipe.tokenizer.path or path, trust_remote_code=trust)
     fmt = prepare_format(recipe.task, tokenizer)
-    model = load_with_head(path, AutoModelForCausalLM, trust_remote_code=trust)
+    quantized = quantization_options(recipe.model.lora)
+    model = load_with_head(
+        path, AutoModelForCausalLM, trust_remote_code=trust, load_options=quantized
+    )
     rows = model.get_input_embeddings().num_embeddings
     if fmt.added_tokens:
         note(f"added special tokens {', '.join(fmt.added_tokens)} to the tokenizer")
@@ -165,6 +169,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
             "dataset_kwargs": {},
         },
         trainer_has_fused_loss=True,
+        added_token_ids=tokenizer.convert_tokens_to_ids(list(fmt.added_tokens)),
         train_examples=len(train) if train is not None else None,
     )
 
