@@ -156,3 +156,114 @@ def markdown_page(header: list[str], rows: list[list[Any]], plots: list[Path]) -
     lines.append("")
     lines += [f"![{plot.stem}]({plot.name})" for plot in plots]
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Search:
+    """A sweep folder's Optuna study, read back: its settings and its trials."""
+
+    folder: Path
+    settings: dict[str, Any]
+    trials: list  # optuna FrozenTrial, in order
+
+    @property
+    def keys(self) -> list[str]:
+        return [d["key"] for d in self.settings["dimensions"]]
+
+    def best(self):
+        done = [t for t in self.trials if t.state.name == "COMPLETE"]
+        if not done:
+            return None
+        pick = min if self.settings["direction"] == "minimize" else max
+        return pick(done, key=lambda t: t.value)
+
+    def command(self, trial) -> str:
+        """The command that runs the trial's point again (its first seed)."""
+        import shlex
+
+        line = ["llmkit", self.settings["command"], "--recipe", self.settings["recipe"]]
+        for override in self.settings["overrides"]:
+            line += ["--set", override]
+        for key, value in trial.params.items():
+            line += ["--set", f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"]
+        return shlex.join(line)
+
+
+def load_search(folder: str | Path) -> Search | None:
+    """The study of a sweep folder (study.db), or None when it holds none."""
+    from llmkit.search import STUDY_FILE, STUDY_NAME
+
+    folder = Path(folder)
+    if not (folder / STUDY_FILE).is_file():
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{(folder / STUDY_FILE).resolve()}"
+    study = optuna.load_study(storage=storage, study_name=STUDY_NAME)
+    trials = [t for t in study.get_trials() if not t.user_attrs.get("interrupted")]
+    return Search(folder, study.user_attrs["settings"], trials)
+
+
+def trial_rows(search: Search) -> tuple[list[str], list[list[Any]]]:
+    """One row per trial: its number, state, parameters, metric (mean ± std over seeds)."""
+    import statistics
+
+    metric = search.settings["metric"]
+    seeds = search.settings["seeds"] > 1
+    header = ["trial", "state", *search.keys, metric, *(["± std"] if seeds else [])]
+    rows = []
+    for trial in search.trials:
+        values = trial.user_attrs.get("values", [])
+        spread = [statistics.stdev(values) if len(values) > 1 else None] if seeds else []
+        state = trial.state.name.lower().replace("complete", "finished")
+        row = [trial.user_attrs.get("run_dir", trial.number), state]
+        row += [trial.params.get(key) for key in search.keys]
+        rows.append([*row, trial.value, *spread])
+    return header, rows
+
+
+def plot_search(search: Search, folder: Path) -> list[Path]:
+    """history.png (each finished trial's metric and the best so far) and, per searched key,
+    metric_by_<key>.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    metric, minimize = search.settings["metric"], search.settings["direction"] == "minimize"
+    done = [t for t in search.trials if t.state.name == "COMPLETE"]
+    written = []
+    figure, axis = plt.subplots(figsize=(8, 5))
+    numbers, values = [t.number for t in done], [t.value for t in done]
+    best = [min(values[: i + 1]) if minimize else max(values[: i + 1]) for i in range(len(values))]
+    axis.plot(numbers, values, "o", label=metric)
+    axis.plot(numbers, best, "-", label="best so far")
+    axis.set_xlabel("trial")
+    axis.set_ylabel(metric)
+    axis.set_title(f"{search.settings['search']} search: {metric}")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(folder / "history.png", dpi=100)
+    plt.close(figure)
+    written.append(folder / "history.png")
+    for dimension in search.settings["dimensions"]:
+        key = dimension["key"]
+        figure, axis = plt.subplots(figsize=(6, 4))
+        points = [(t.params[key], t.value) for t in done if key in t.params]
+        labels = [str(x) for x, _ in points]
+        categorical = dimension["kind"] == "choice"
+        axis.plot(labels if categorical else [x for x, _ in points], [y for _, y in points], "o")
+        if dimension["kind"] == "loguniform":
+            axis.set_xscale("log")
+        axis.set_xlabel(key)
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        figure.tight_layout()
+        path = folder / f"metric_by_{key.replace('.', '_')}.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    return written

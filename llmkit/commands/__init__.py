@@ -295,38 +295,65 @@ VERBS = (
     ),
     Verb(
         "sweep",
-        "Run a command over the cartesian product of --grid values, one run directory per "
-        "point, then compare them (llmkit report). A failed point is reported and the sweep "
-        "goes on; finished points are skipped, so re-running a sweep finishes what is left.",
-        "llmkit sweep pretrain-clm --recipe gpt2-tiny --grid train.lr=3e-4,1e-3 "
-        "--grid model.layers=2,4",
+        "Run a command over a grid of recipe values (--grid), or search them (--space): "
+        "Optuna's TPE, random or grid sampling, with pruning, parallel trials and several "
+        "seeds per trial. Each run (point, trial) gets its own directory under the sweep folder; "
+        "a failed one is reported and the sweep goes on; re-running the same command finishes "
+        "what is left (a search's study is kept in the folder's study.db). Then the runs are "
+        "compared (llmkit report).",
+        "llmkit sweep pretrain-clm --recipe gpt2-tiny --space train.lr=loguniform:1e-4:3e-3 "
+        "--trials 12 --prune median --set train.eval_every=20",
         "commands.sweep:sweep_from_flags",
         (
             Flag("command", str, "", "pretrain-clm, pretrain-mlm or finetune.", ...),
             RECIPE,
+            Flag("grid", list[str], "--grid", "KEY=V1,V2,...: one axis of a grid (repeatable)."),
             Flag(
-                "grid",
+                "spaces",
                 list[str],
-                "--grid",
-                "KEY=V1,V2,...: one axis of the grid (repeatable).",
-                ...,
+                "--space",
+                "KEY=loguniform:A:B, uniform:A:B, int:A:B or choice:a,b,c (repeatable).",
+            ),
+            Flag("search", str, "--search", "tpe (default with --space), random or grid."),
+            Flag("trials", int, "--trials", "How many trials (default: the grid's size, else 12)."),
+            Flag(
+                "metric",
+                str,
+                "--metric",
+                "The metrics.json key to optimise (default: eval_loss; finetune: the task's).",
+            ),
+            Flag(
+                "direction", str, "--direction", "minimize or maximize (default: from the metric)."
+            ),
+            Flag("prune", str, "--prune", "median or hyperband: stop trials behind the others."),
+            Flag(
+                "parallel",
+                int,
+                "--parallel",
+                "Trials at once: one GPU each, or a share of the cores.",
+            ),
+            Flag(
+                "seeds",
+                int,
+                "--seeds",
+                "Runs per trial with seeds recipe.seed + 0, 1, ...; ranked by the mean.",
             ),
             SET,
             Flag(
                 "output_dir",
                 Path,
                 "--output-dir -o",
-                "Sweep folder (default: runs/<recipe name>-sweep).",
+                "Sweep folder (default: runs/<name>-sweep, -search).",
             ),
             Flag(
                 "sample", int, "--random", "Run N points drawn from the grid instead of all of it."
             ),
-            Flag("seed", int, "--seed", "Seed for --random (default: 0)."),
+            Flag("seed", int, "--seed", "Seed for --random and the samplers (default: 0)."),
             Flag(
                 "print_only",
                 bool,
                 "--print",
-                "Print one shell command per point instead of running them.",
+                "Print one shell command per grid point instead.",
                 False,
             ),
         ),

@@ -82,7 +82,9 @@ def run_finetune(
     )
     run.claim(main_process=trainer.is_world_process_zero())
 
-    metrics = run.summary(task=task.name, **settings_used(trainer.args))
+    metrics = run.summary(
+        task=task.name, main_metric=task.main_metric, **settings_used(trainer.args)
+    )
     if lora is not None:
         metrics.update(lora_r=lora.r, base_model=recipe.model.path, **parameter_counts(task.model))
     if task.train is not None:

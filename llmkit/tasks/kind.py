@@ -70,6 +70,10 @@ class TaskKind:
         """The task loaded, encoded and given its model (imports the kind's code now)."""
         return self._finetune().prepare(recipe, eval_only=eval_only)
 
+    def main_metric(self, recipe: Recipe) -> str:
+        """The metrics.json key that ranks this task's runs (sweeps search it by default)."""
+        return self._finetune().main_metric(recipe)
+
     def audit(self, recipe: Recipe) -> dict:
         return self._finetune().audit(recipe) if self.audits else {}
 

@@ -66,6 +66,13 @@ def submission_text(task: GlueTask, value) -> str:
     return f"{float(value):.3f}" if task.is_regression else str(int(value))
 
 
+def main_metric(recipe: Recipe) -> str:
+    """The metrics.json key that ranks runs: the task's first GLUE metric (MNLI: matched)."""
+    task = glue_task(recipe.task.name)
+    matched = "matched_" if len(task.validation_splits) > 1 else ""
+    return f"eval_{matched}{task.main_metric}"
+
+
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     task = glue_task(recipe.task.name)
     splits = load_splits(
@@ -131,9 +138,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
         description=f"GLUE {task.folder} ({head})",
-        main_metric=f"eval_{task.main_metric}"
-        if len(encoded_dev) == 1
-        else f"eval_matched_{task.main_metric}",
+        main_metric=main_metric(recipe),
         compute_metrics=metric_function(task),
         preprocess_logits_for_metrics=predictions_of,
     )

@@ -43,6 +43,10 @@ def _tag_set(recipe: Recipe, train, validation) -> list[str]:
     return names
 
 
+def main_metric(recipe: Recipe) -> str:
+    return "eval_f1"
+
+
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     splits = load_splits(split_source(recipe.task), eval_only=eval_only)
     train, validation = splits.train, splits.dev
@@ -134,7 +138,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DataCollatorForTokenClassification(tokenizer),
         evaluate=evaluate,
         description=f"CoNLL named-entity recognition ({len(names)} tags)",
-        main_metric="eval_f1",
+        main_metric=main_metric(recipe),
         compute_metrics=first_token_tags,
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
     )

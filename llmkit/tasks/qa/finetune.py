@@ -27,6 +27,10 @@ from llmkit.tasks.splits import load_splits
 QUESTION_COLUMNS = ["id", "title", "context", "question", "answers"]
 
 
+def main_metric(recipe: Recipe) -> str:
+    return "eval_f1"
+
+
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     keys = recipe.task
     splits = load_splits(split_source(keys), eval_only=eval_only)
@@ -89,6 +93,6 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
         description="SQuAD v1.1 extractive question answering",
-        main_metric="eval_f1",
+        main_metric=main_metric(recipe),
         train_examples=len(train) if train is not None else None,
     )

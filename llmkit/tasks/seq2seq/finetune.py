@@ -57,6 +57,10 @@ def new_model(recipe: Recipe):
     return model, tokenizer, recipe.task.max_length or recipe.data.seq_len
 
 
+def main_metric(recipe: Recipe) -> str:
+    return "eval_rougeL" if recipe.task.name.endswith("summarization") else "eval_bleu"
+
+
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     keys = recipe.task
     task = keys.name.split("/", 1)[1]  # summarization or translation
@@ -146,7 +150,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         evaluate=evaluate,
         description=f"{what} ({model.config.model_type})",
-        main_metric="eval_rougeL" if task == "summarization" else "eval_bleu",
+        main_metric=main_metric(recipe),
         compute_metrics=scores,
         trainer_class=Seq2SeqTrainer,
         arguments_class=Seq2SeqTrainingArguments,

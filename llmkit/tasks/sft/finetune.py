@@ -105,6 +105,12 @@ def generated_answers(model, tokenizer, prompts: list[str], max_new_tokens: int,
     return answers
 
 
+def main_metric(recipe: Recipe) -> str:
+    """Exact match of generated answers, where there are answers to generate; else the loss."""
+    answers = not recipe.task.name.endswith("/text") and recipe.task.generate_examples > 0
+    return "eval_exact_match" if answers else "eval_loss"
+
+
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     keys = recipe.task
     model, tokenizer, fmt = load_causal_lm(recipe)
@@ -119,7 +125,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     )
     dev = encode_split(splits.dev, fmt, tokenizer, max_length, str(keys.validation_file or "dev"))
     rows = splits.dev.select(range(min(keys.generate_examples, len(splits.dev))))
-    answered = fmt.layout != "text" and len(rows) > 0
+    answered = main_metric(recipe) == "eval_exact_match"
 
     def evaluate(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         metrics = {
@@ -155,7 +161,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=None,  # TRL's: padding, and position ids that restart per packed example
         evaluate=evaluate,
         description=f"{keys.name} supervised fine-tuning (answers only trained)",
-        main_metric="eval_exact_match" if answered else "eval_loss",
+        main_metric=main_metric(recipe),
         group_by_length=False,
         trainer_class=SFTTrainer,
         arguments_class=SFTConfig,
