@@ -18,7 +18,7 @@ from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import local_copy_dir
+from llmkit.data.sources import load_hub_split, load_source, local_copy_dir
 from llmkit.errors import UserError
 from llmkit.tasks.kind import TaskKeys
 
@@ -130,3 +130,25 @@ def _where(source: SplitSource, group: str) -> str:
     ways += ["task.data_dir"] if "data_dir" in fields else []
     ways += ["task.dataset online"] if "dataset" in fields else []
     return "set " + " or ".join(ways)
+
+
+def files_or_hub(keys, rows: Callable[[datasets.Dataset, str], datasets.Dataset]) -> SplitSource:
+    """Splits from local files of any format llmkit reads (task.train_file, ...) or from the hub
+    dataset task.dataset (+ task.dataset_config), each turned into the task's rows by
+    `rows(dataset, where)` (`where` names the file or the hub split, for messages)."""
+
+    def read(path: Path, split: str) -> datasets.Dataset:
+        dataset, resolved = load_source(str(path))
+        return rows(dataset, resolved.description)
+
+    def hub(split: str) -> datasets.Dataset:
+        dataset = load_hub_split(
+            keys.dataset,
+            keys.dataset_config,
+            split,
+            what=f"{keys.name}: {keys.dataset}",
+            how_to="set task.train_file and task.validation_file to local files",
+        )
+        return rows(dataset, f"{keys.dataset}:{split}")
+
+    return SplitSource(keys, read, hub=hub if keys.dataset else None)

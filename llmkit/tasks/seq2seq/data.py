@@ -11,14 +11,11 @@ or, without one, columns named after the two languages. From the hub: `task.data
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import datasets
 
-from llmkit.data.sources import load_hub_split, load_source
 from llmkit.errors import UserError, did_you_mean
 from llmkit.tasks.seq2seq import Seq2SeqKeys, TranslationKeys
-from llmkit.tasks.splits import SplitSource
+from llmkit.tasks.splits import SplitSource, files_or_hub
 
 
 def source_and_target(dataset: datasets.Dataset, keys: Seq2SeqKeys, *, where: str):
@@ -62,18 +59,4 @@ def split_source(keys: Seq2SeqKeys) -> SplitSource:
             raise UserError(f"{where}: every source or target text is empty")
         return found
 
-    def read(path: Path, split: str) -> datasets.Dataset:
-        dataset, resolved = load_source(str(path))
-        return pairs(dataset, resolved.description)
-
-    def hub(split: str) -> datasets.Dataset:
-        dataset = load_hub_split(
-            keys.dataset,
-            keys.dataset_config,
-            split,
-            what=f"{keys.name}: {keys.dataset}",
-            how_to="set task.train_file and task.validation_file to local files",
-        )
-        return pairs(dataset, f"{keys.dataset}:{split}")
-
-    return SplitSource(keys, read, hub=hub if keys.dataset else None)
+    return files_or_hub(keys, pairs)

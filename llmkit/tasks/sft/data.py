@@ -26,10 +26,9 @@ import datasets
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llmkit.data.sources import load_hub_split, load_source
 from llmkit.errors import UserError, did_you_mean
 from llmkit.tasks.sft import SftKeys
-from llmkit.tasks.splits import SplitSource
+from llmkit.tasks.splits import SplitSource, files_or_hub
 
 IGNORED = -100
 FIELDS = {"chat": ("messages",), "completion": ("prompt", "completion"), "text": ("text",)}
@@ -237,21 +236,7 @@ def split_source(keys: SftKeys) -> SplitSource:
     """Local JSONL/JSON/parquet/CSV files (task.train_file, task.validation_file), or the hub
     dataset task.dataset."""
 
-    def read(path: Path, split: str) -> datasets.Dataset:
-        dataset, resolved = load_source(str(path))
-        return select_fields(dataset, keys, resolved.description)
-
-    def hub(split: str) -> datasets.Dataset:
-        dataset = load_hub_split(
-            keys.dataset,
-            keys.dataset_config,
-            split,
-            what=f"{keys.name}: {keys.dataset}",
-            how_to="set task.train_file and task.validation_file to local files",
-        )
-        return select_fields(dataset, keys, f"{keys.dataset}:{split}")
-
-    return SplitSource(keys, read, hub=hub if keys.dataset else None)
+    return files_or_hub(keys, lambda dataset, where: select_fields(dataset, keys, where))
 
 
 def supervised_share(encoded: datasets.Dataset) -> tuple[int, int]:
