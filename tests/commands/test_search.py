@@ -174,7 +174,15 @@ def test_parallel_trials_run_at_once_in_their_own_folders(trained_clm, tmp_path,
         spans.append((started, ended))
     (a_start, a_end), (b_start, b_end) = spans
     assert a_start < b_end and b_start < a_end  # the two runs overlapped
-    assert summary["ran"] == 2
+    assert summary["ran"] == 2 and summary["search"] == "tpe"
+    # The study's best trial is the run directory whose metrics.json has the best eval_loss.
+    losses = {
+        n: json.loads((folder / n / "metrics.json").read_text())["eval_loss"]
+        for n in ("trial-000", "trial-001")
+    }
+    best = summary["best"]
+    assert best["trial"] == min(losses, key=losses.get)
+    assert best["eval_loss"] == losses[best["trial"]]
 
 
 @pytest.mark.slow
