@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback, set_seed
+from transformers import Trainer, TrainerCallback, set_seed
 
 from llmkit.adapters import add_lora, check_quantization, parameter_counts
 from llmkit.errors import UserError
@@ -18,7 +18,37 @@ from llmkit.fast_path import prepare_for_training
 from llmkit.recipe import Recipe
 from llmkit.rundir import Card, Run
 from llmkit.tasks import check_task_name
+from llmkit.tasks.prepared import PreparedTask
 from llmkit.training import build_trainer, settings_used, train_guarded, training_arguments
+
+
+def task_trainer(
+    recipe: Recipe, task: PreparedTask, run_dir: Path, *, callbacks: list | tuple = ()
+) -> Trainer:
+    """The Trainer that fine-tunes a prepared task: the recipe's training arguments with the
+    task's own (its arguments class, length grouping), its data, collator and metrics."""
+    args = training_arguments(
+        recipe.train,
+        run_dir,
+        seed=recipe.seed,
+        evaluate=True,
+        evaluate_first=False,
+        group_by_length=task.group_by_length,
+        arguments_class=task.arguments_class,
+        **task.arguments,
+    )
+    return build_trainer(
+        task.model,
+        args,
+        train_dataset=task.train,
+        eval_dataset=task.evaluation,
+        collator=task.collator,
+        tokenizer=task.tokenizer,
+        compute_metrics=task.compute_metrics,
+        preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
+        trainer_class=task.trainer_class,
+        callbacks=callbacks,
+    )
 
 
 def run_finetune(
@@ -58,28 +88,7 @@ def run_finetune(
         task.model.peft_config["default"].base_model_name_or_path = str(
             Path(recipe.model.path).resolve()
         )
-    args = training_arguments(
-        recipe.train,
-        run.dir,
-        seed=recipe.seed,
-        evaluate=True,
-        evaluate_first=False,
-        group_by_length=task.group_by_length,
-        arguments_class=task.arguments_class,
-        **task.arguments,
-    )
-    trainer = build_trainer(
-        task.model,
-        args,
-        train_dataset=task.train,
-        eval_dataset=task.evaluation,
-        collator=task.collator,
-        tokenizer=task.tokenizer,
-        compute_metrics=task.compute_metrics,
-        preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
-        trainer_class=task.trainer_class,
-        callbacks=callbacks,
-    )
+    trainer = task_trainer(recipe, task, run.dir, callbacks=callbacks)
     run.claim(main_process=trainer.is_world_process_zero())
 
     metrics = run.summary(

@@ -105,33 +105,15 @@ def test_examples_that_cannot_train_name_themselves(tokenizer, example, expected
 
 def sft_trainer(model_dir, tmp_path, *overrides):
     """The fine-tuning Trainer `finetune` would build for the SST-2 completion recipe."""
+    from llmkit.commands.finetune import task_trainer
     from llmkit.tasks import check_task_name
-    from llmkit.training import build_trainer, training_arguments
 
     recipe = load_recipe(
         "sft-completion",
         [f"model.path={model_dir}", "train.batch_size=4", "model.dropout=0", *overrides],
     )
     task = check_task_name(recipe.task.name).prepare(recipe, eval_only=False)
-    args = training_arguments(
-        recipe.train,
-        tmp_path,
-        seed=recipe.seed,
-        evaluate=True,
-        arguments_class=task.arguments_class,
-        **task.arguments,
-    )
-    trainer = build_trainer(
-        task.model,
-        args,
-        train_dataset=task.train,
-        eval_dataset=task.evaluation,
-        collator=task.collator,
-        tokenizer=task.tokenizer,
-        compute_metrics=None,
-        preprocess_logits_for_metrics=None,
-        trainer_class=task.trainer_class,
-    )
+    trainer = task_trainer(recipe, task, tmp_path)
     return trainer, task
 
 
