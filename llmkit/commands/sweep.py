@@ -77,7 +77,9 @@ def parse_grid(specs: list[str]) -> list[tuple[str, list[str]]]:
             raise UserError(f"--grid names {key.strip()} twice", "give each key one --grid")
         grid.append((key.strip(), choices))
     if not grid:
-        raise UserError("sweep needs at least one --grid KEY=V1,V2")
+        raise UserError(
+            "sweep needs at least one --grid KEY=V1,V2 (a grid) or --space KEY=KIND:ARGS (a search)"
+        )
     return grid
 
 
