@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE = 1
 
 install:  ## torch first, as the CPU wheel: an unpinned torch pulls GBs of CUDA
 	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e ".[dev,eval]"
 
 test:
 	$(PYTHON) -m pytest -q

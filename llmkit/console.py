@@ -129,6 +129,28 @@ def show_summary(title: str = "{command} → {output_dir}") -> Callable[[dict, b
     return show
 
 
+def show_evaluation(summary: dict[str, Any], as_json: bool) -> None:
+    """One row per task and metric: value, ± standard error, shots, documents scored."""
+    rows = [
+        [
+            result["task"],
+            metric,
+            value,
+            result["stderr"].get(metric, ""),
+            result["num_fewshot"] if result["num_fewshot"] is not None else "",
+            result["samples"] if result["samples"] is not None else "",
+        ]
+        for result in summary["results"]
+        for metric, value in result["metrics"].items()
+    ]
+    header = ["task", "metric", "value", "± stderr", "shots", "documents"]
+    print_grid(f"evaluate {summary['model']}", header, rows, to_stderr=as_json)
+    if is_main_process():
+        (err if as_json else out).print(f"saved: {summary['output_dir']}", highlight=False)
+    if as_json:
+        print_json(summary)
+
+
 def show_generated(summary: dict[str, Any], as_json: bool) -> None:
     """The completions were printed as they came; then the settings, and the JSON."""
     shown = {key: value for key, value in summary.items() if key != "results"}

@@ -16,10 +16,8 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoModelForImageTextToText,
     AutoModelForMaskedLM,
     AutoModelForSeq2SeqLM,
-    AutoProcessor,
     BartConfig,
     BertConfig,
     BertForPreTraining,
@@ -354,6 +352,9 @@ def is_vision_language(folder: Path) -> bool:
 def load_vision_language(path: str | Path, precision: str = "auto"):
     """(model, processor) of a vision-language checkpoint: the processor prepares images
     and text (the image placeholder tokens included) as the model was trained to read them."""
+    # imported here: the processor classes cost every other command ~2 s of start-up
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
     folder = require_model_dir(path, "--model")
     precision = resolve_precision(precision, "--precision")
     try:

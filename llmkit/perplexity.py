@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from llmkit.errors import UserError
+
 Progress = Callable[[int], None] | None
 
 
@@ -104,6 +106,20 @@ def score_windows(
         if on_window is not None:
             on_window(sum(counts))
     return scores
+
+
+def document_prefix_id(tokenizer) -> int:
+    """The token a document's first token is predicted from: EOS, else BOS (as the harness's
+    HFLM does for a model whose tokenizer adds no BOS of its own)."""
+    prefix_id = (
+        tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
+    )
+    if prefix_id is None:
+        raise UserError(
+            "the tokenizer has neither an EOS nor a BOS token to predict a document's first "
+            "token from"
+        )
+    return prefix_id
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Comparing finished runs: what differs between their recipes, their results, their curves.
 
 A run directory already says everything: `recipe.yaml` (the resolved recipe), `metrics.json`
-(the final figures) and `trainer_state.json` (every logged loss, with the step and the tokens
-seen). This module reads them, finds the recipe keys whose values differ between the runs,
-and draws the loss curves against steps and against tokens, one line per run.
+(the final figures), `trainer_state.json` (every logged loss, with the step and the tokens
+seen) and, once `llmkit evaluate` ran on it, `eval/<task>.json` (lm-evaluation-harness's
+figures). This module reads them, finds the recipe keys whose values differ between the
+runs, and draws the loss curves against steps and against tokens, one line per run.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Run:
     recipe: dict[str, Any]  # flattened: {"train.lr": 0.0003, ...}
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    # `llmkit evaluate`'s figures (eval/<task>.json): {"sst2_local/acc": 0.61, ...}
+    evaluations: dict[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -82,7 +85,18 @@ def load_run(directory: str | Path) -> Run:
         flatten(yaml.safe_load(recipe_file.read_text()) or {}),
         json.loads(metrics_file.read_text()),
         history,
+        load_evaluations(folder),
     )
+
+
+def load_evaluations(folder: Path) -> dict[str, float]:
+    """The harness figures `llmkit evaluate` saved in the run, as "<task>/<metric>"."""
+    figures = {}
+    for saved in sorted((folder / "eval").glob("*.json")):
+        record = json.loads(saved.read_text())
+        for metric, value in record.get("metrics", {}).items():
+            figures[f"{record.get('task', saved.stem)}/{metric}"] = value
+    return figures
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
@@ -101,9 +115,15 @@ def comparison_rows(runs: list[Run]) -> tuple[list[str], list[list[Any]]]:
     """(header, rows): one row per run with its differing keys and its results."""
     varied = differing_keys(runs)
     results = [key for key in RESULT_KEYS if any(key in run.metrics for run in runs)]
-    header = ["run", *varied, *results]
+    evaluated = sorted({key for run in runs for key in run.evaluations})
+    header = ["run", *varied, *results, *evaluated]
     rows = [
-        [run.name, *(run.recipe.get(k) for k in varied), *(run.metrics.get(k) for k in results)]
+        [
+            run.name,
+            *(run.recipe.get(k) for k in varied),
+            *(run.metrics.get(k) for k in results),
+            *(run.evaluations.get(k) for k in evaluated),
+        ]
         for run in runs
     ]
     return header, rows

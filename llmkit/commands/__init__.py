@@ -69,7 +69,7 @@ PRECISION = Flag(
     str,
     "--precision",
     "fp32, bf16, fp16 (GPU) or auto (bf16 on a GPU with bf16 units, else fp32). Default: fp32 "
-    "for eval-ppl, so that perplexities compare across machines and with "
+    "for eval-ppl and evaluate, so that perplexities compare across machines and with "
     "lm-evaluation-harness; auto for generate, for speed.",
 )
 JSON = Flag("as_json", bool, "--json", "Print the summary as one JSON line, last on stdout.", False)
@@ -164,9 +164,74 @@ VERBS = (
                 "Undo WikiText's tokenization first (default: for WikiText).",
             ),
             Flag("local_dir", str, "--local-dir", "Local copy of a known name."),
+            Flag(
+                "metrics",
+                str,
+                "--metrics",
+                "The figures to compute, comma-separated: token, word, byte, bpb (default: all; "
+                "token alone is one pass, the others share the document pass). Masked LMs: "
+                "pseudo.",
+            ),
             Flag("output", Path, "--output", "Also write the results to this JSON file."),
         ),
         show=console.show_summary("eval-ppl {model} on {data}"),
+    ),
+    Verb(
+        "evaluate",
+        "Run lm-evaluation-harness tasks on a model: accuracy on downstream tasks, word and "
+        "byte perplexity, as the field reports base models. Each task's figures are saved in "
+        "<model>/eval/<task>.json, which llmkit report shows beside the training figures.\n\n"
+        "Offline, llmkit's own tasks read local copies: [bold]wikitext_local[/] (WikiText-2 "
+        "raw) and [bold]sst2_local[/] (GLUE SST-2 TSVs), from --local-dir or "
+        "$LLMKIT_DATA_DIR. Online, any harness task name works (hellaswag, arc_easy, "
+        "lambada_openai, ...). Needs the extra: pip install 'llmkit[eval]'.",
+        "llmkit evaluate --model runs/gpt2-small --tasks wikitext_local,sst2_local "
+        "--local-dir data/",
+        "commands.evaluate:run_evaluate",
+        (
+            Flag(
+                "model_dir",
+                Path,
+                "--model -m",
+                "A causal LM or encoder-decoder: run directory, checkpoint or LoRA run.",
+                ...,
+            ),
+            Flag(
+                "tasks", str, "--tasks -t", "Harness tasks, groups or tags, comma-separated.", ...
+            ),
+            Flag(
+                "num_fewshot", int, "--num-fewshot", "Examples before each (default: the task's)."
+            ),
+            Flag(
+                "limit",
+                float,
+                "--limit",
+                "Score only the first N documents of each task (a fraction if below 1).",
+            ),
+            Flag("batch_size", int, "--batch-size", "Requests per forward pass (default: 16)."),
+            PRECISION,
+            Flag(
+                "local_dir",
+                str,
+                "--local-dir",
+                "Where llmkit's local tasks find their copies (a folder holding wikitext-2/, "
+                "glue/SST-2/, or the copy itself).",
+            ),
+            Flag(
+                "include",
+                list[Path],
+                "--include",
+                "A folder of your own task YAMLs, e.g. a harness task pointed at local files "
+                "(repeatable).",
+            ),
+            Flag(
+                "output_dir",
+                Path,
+                "--output-dir -o",
+                "Where <task>.json go (default: <model>/eval).",
+            ),
+        ),
+        show=console.show_evaluation,
     ),
     Verb(
         "generate",

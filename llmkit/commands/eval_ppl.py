@@ -13,9 +13,14 @@ import datasets
 from llmkit.console import progress_bar
 from llmkit.data.documents import build_documents, count_words, is_structured, is_wikitext
 from llmkit.data.sources import load_source, select_text
-from llmkit.errors import UserError
+from llmkit.errors import UserError, did_you_mean
 from llmkit.models import load_for_inference, model_positions
-from llmkit.perplexity import document_log_likelihoods, pseudo_log_likelihood, token_perplexity
+from llmkit.perplexity import (
+    document_log_likelihoods,
+    document_prefix_id,
+    pseudo_log_likelihood,
+    token_perplexity,
+)
 
 
 def text_rows(dataset: datasets.Dataset, text_column: str | None, where: str) -> list[str]:
@@ -48,8 +53,35 @@ def check_window(max_length: int | None, stride: int | None, positions: int) -> 
     return max_length, stride
 
 
+# What --metrics may ask for, by what the model does; each pass computes only what is asked.
+FIGURES = {
+    "clm": ("token", "word", "byte", "bpb"),  # token: the sliding pass; the rest: documents
+    "mlm": ("pseudo",),
+}
+DOCUMENT_FIGURES = {"word": "word_perplexity", "byte": "byte_perplexity", "bpb": "bits_per_byte"}
+
+
+def chosen_figures(metrics: str | None, modeling: str | None) -> list[str]:
+    """--metrics token,word,byte,bpb (default: all the model has), checked against it (or,
+    before the model is loaded, `modeling` None, against every figure there is)."""
+    available = FIGURES[modeling] if modeling else [f for fs in FIGURES.values() for f in fs]
+    if metrics is None:
+        return list(available)
+    chosen = [name.strip() for name in metrics.split(",") if name.strip()]
+    for name in chosen:
+        if name not in available:
+            kind = {"clm": "a causal LM", "mlm": "a masked LM"}.get(modeling, "eval-ppl")
+            raise UserError(
+                f"--metrics: '{name}' is not a figure of {kind}{did_you_mean(name, available)}",
+                f"choose among: {','.join(available)}",
+            )
+    if not chosen:
+        raise UserError("--metrics names no figure", f"choose among: {','.join(available)}")
+    return chosen
+
+
 def run_eval_ppl(
-    model_dir: str,
+    model_dir: str | Path,
     data: str,
     *,
     split: str = "test",
@@ -60,16 +92,19 @@ def run_eval_ppl(
     precision: str = "fp32",
     detokenize: bool | None = None,
     local_dir: str | None = None,
+    metrics: str | None = None,
     output: Path | None = None,
 ) -> dict[str, Any]:
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+    chosen_figures(metrics, None)  # a misspelt figure fails before the model loads
     model, tokenizer, modeling = load_for_inference(model_dir, precision)
     if modeling == "seq2seq":
         raise UserError(
             f"{model_dir} is an encoder-decoder model; eval-ppl scores causal and masked LMs",
             "its fine-tuning run reports eval_loss on the task's references (metrics.json)",
         )
+    figures = chosen_figures(metrics, modeling)
     max_length, stride = check_window(max_length, stride, model_positions(model.config))
     dataset, source = load_source(
         data, split=split, local_dir=local_dir, local_flag="--local-dir DIR"
@@ -85,11 +120,11 @@ def run_eval_ppl(
         "batch_size": batch_size,
     }
     progress = progress_bar()
+    started = time.perf_counter()
     with progress:
         if modeling == "mlm":
             ids = tokenizer(stream, add_special_tokens=False)["input_ids"]
             task = progress.add_task("pseudo-perplexity (tokens)", total=len(ids))
-            started = time.perf_counter()
             scored = pseudo_log_likelihood(
                 model,
                 ids,
@@ -100,13 +135,12 @@ def run_eval_ppl(
                 batch_size=batch_size,
                 on_window=lambda n: progress.advance(task, n),
             )
-            seconds = time.perf_counter() - started
             results.update(pseudo_perplexity=scored.perplexity, tokens=scored.tokens)
-        else:
+            scoring_seconds = time.perf_counter() - started
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if "token" in figures:
             ids = tokenizer(stream)["input_ids"]
-            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             task = progress.add_task("token perplexity (tokens)", total=max(len(ids) - 1, 0))
-            started = time.perf_counter()
             scored = token_perplexity(
                 model,
                 ids,
@@ -116,7 +150,6 @@ def run_eval_ppl(
                 pad_id=pad_id,
                 on_window=lambda n: progress.advance(task, n),
             )
-            seconds = time.perf_counter() - started
             results.update(
                 stride=stride,
                 token_perplexity=scored.perplexity,
@@ -124,21 +157,26 @@ def run_eval_ppl(
                 tokens=scored.tokens,
                 windows=scored.windows,
             )
-            results.update(
-                _document_perplexities(
-                    model,
-                    tokenizer,
-                    rows,
-                    data,
-                    source,
-                    detokenize,
-                    max_length,
-                    batch_size,
-                    pad_id,
-                    progress,
-                )
+            scoring_seconds = time.perf_counter() - started
+        documents = [DOCUMENT_FIGURES[name] for name in figures if name in DOCUMENT_FIGURES]
+        if documents:
+            document_figures = _document_perplexities(
+                model,
+                tokenizer,
+                rows,
+                data,
+                source,
+                detokenize,
+                max_length,
+                batch_size,
+                pad_id,
+                progress,
             )
-    results.update(seconds=seconds, tokens_per_second=scored.tokens / seconds if seconds else 0.0)
+            unasked = set(DOCUMENT_FIGURES.values()) - set(documents)
+            results.update({k: v for k, v in document_figures.items() if k not in unasked})
+    results["seconds"] = time.perf_counter() - started  # every pass asked for
+    if "tokens" in results:  # the token (or pseudo-perplexity) pass's own speed
+        results["tokens_per_second"] = results["tokens"] / scoring_seconds
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(results, indent=2) + "\n")
@@ -154,14 +192,7 @@ def _document_perplexities(
     documents = build_documents(
         rows, structured=is_structured(source), wikitext=wikitext, detokenize=detokenize
     )
-    prefix_id = (
-        tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
-    )
-    if prefix_id is None:
-        raise UserError(
-            "the tokenizer has neither an EOS nor a BOS token to predict a document's first "
-            "token from"
-        )
+    prefix_id = document_prefix_id(tokenizer)
     encoded = tokenizer([d.scored for d in documents], add_special_tokens=False)["input_ids"]
     task = progress.add_task("word/byte perplexity (tokens)", total=sum(map(len, encoded)))
     log_likelihood = sum(
