@@ -184,7 +184,7 @@ VERBS = (
         "Offline, llmkit's own tasks read local copies: [bold]wikitext_local[/] (WikiText-2 "
         "raw) and [bold]sst2_local[/] (GLUE SST-2 TSVs), from --local-dir or "
         "$LLMKIT_DATA_DIR. Online, any harness task name works (hellaswag, arc_easy, "
-        "lambada_openai, ...). Needs the extra: pip install 'llmkit[eval]'.",
+        "lambada_openai, ...). Needs the extra: pip install 'llmkit\\[eval]'.",
         "llmkit evaluate --model runs/gpt2-small --tasks wikitext_local,sst2_local "
         "--local-dir data/",
         "commands.evaluate:run_evaluate",
