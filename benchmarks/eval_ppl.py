@@ -71,7 +71,7 @@ def plain_way(options: dict) -> dict:
             break
     seconds = time.perf_counter() - started
     perplexity = torch.exp(nll_sum / n_tokens).item()
-    return {"value": seq_len / seconds, "perplexity": perplexity}
+    return {"value": seq_len / seconds, "perplexity": perplexity, "tokens": n_tokens}
 
 
 WAYS = {"llmkit": llmkit_way, "plain HF": plain_way}

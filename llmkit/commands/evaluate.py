@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmkit.console import is_main_process
 from llmkit.errors import UserError
 from llmkit.rundir import write_atomic
 
@@ -78,8 +79,8 @@ def run_evaluate(
     folder = Path(output_dir) if output_dir else Path(model_dir) / EVAL_FOLDER
     from lm_eval import __version__ as harness_version
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for result in results:
+    for result in results if is_main_process() else ():  # under a launcher: rank 0 writes
+        folder.mkdir(parents=True, exist_ok=True)
         record = result.as_dict() | {
             "model": str(model_dir),
             "limit": limit,

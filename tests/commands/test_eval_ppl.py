@@ -79,3 +79,34 @@ def test_user_errors(trained_clm, tmp_path, args, expected, cli):
     assert result.exit_code == 2, result.output
     assert expected in result.stderr and "Traceback" not in result.output
     assert result.stderr.count("error:") == 1
+
+
+def test_metrics_computes_only_what_is_asked(trained_clm, cli):
+    base = ["eval-ppl", "--model", str(trained_clm), "--data", "builtin", "--max-length", "64"]
+    _, everything = cli(*base, "--json")
+    result, token = cli(*base, "--metrics", "token", "--json")
+    assert result.exit_code == 0, result.output
+    assert token["token_perplexity"] == everything["token_perplexity"]
+    assert "word_perplexity" not in token and "documents" not in token  # no document pass
+    result, words = cli(*base, "--metrics", "word,bpb", "--json")
+    assert result.exit_code == 0, result.output
+    assert words["word_perplexity"] == everything["word_perplexity"]
+    assert words["bits_per_byte"] == everything["bits_per_byte"]
+    assert "token_perplexity" not in words and "byte_perplexity" not in words
+
+
+@pytest.mark.parametrize(
+    "model, metrics, message",
+    [
+        ("clm", "wrod", "'wrod' is not a figure of eval-ppl (did you mean 'word'?)"),
+        ("clm", "pseudo", "'pseudo' is not a figure of a causal LM"),
+        ("mlm", "token", "'token' is not a figure of a masked LM"),
+        ("clm", ",", "--metrics names no figure"),
+    ],
+)
+def test_metrics_a_model_lacks_is_one_message(
+    trained_clm, trained_mlm, cli, model, metrics, message
+):
+    path = trained_clm if model == "clm" else trained_mlm
+    result, _ = cli("eval-ppl", "--model", str(path), "--data", "builtin", "--metrics", metrics)
+    assert result.exit_code == 2 and message in result.output, result.output
