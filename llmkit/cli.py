@@ -92,6 +92,8 @@ def lazy(target: str) -> Callable[..., Any]:
     module, name = target.split(":")
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        if not os.environ.get("LLMKIT_DEBUG"):
+            quiet_libraries()  # here, not in main: --help imports neither library
         return getattr(importlib.import_module(f"llmkit.{module}"), name)(*args, **kwargs)
 
     return call
@@ -168,6 +170,4 @@ def quiet_libraries() -> None:
 
 
 def main() -> None:
-    if not os.environ.get("LLMKIT_DEBUG"):
-        quiet_libraries()
     sys.exit(app())
