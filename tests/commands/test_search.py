@@ -14,7 +14,7 @@ from helpers import TINY_MODEL, set_args
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from llmkit.errors import UserError
-from llmkit.search import PRUNED_FILE, TrialReporter, make_pruner, parse_space
+from llmkit.search import PRUNED_FILE, TrialReporter, good_share, make_pruner, parse_space
 
 TINY_SEARCH = [*TINY_MODEL, "model.layers=1", "train.max_steps=6", "train.eval_every=2"]
 TINY_SEARCH += ["train.batch_size=8"]
@@ -54,6 +54,12 @@ def test_spaces_parse():
     assert parse_space("train.schedule=choice:cosine, linear").choices == ("cosine", "linear")
     with pytest.raises(UserError, match="--search grid needs values to list"):
         parse_space("train.lr=uniform:0:1").grid_values()
+
+
+def test_tpe_models_the_best_quarter_of_the_trials():
+    # a dozen trials: the best 3 (Optuna's default tenth would be the single best one)
+    assert [good_share(n) for n in (1, 4, 12, 40)] == [1, 1, 3, 10]
+    assert good_share(1000) == 25
 
 
 @pytest.mark.parametrize(
