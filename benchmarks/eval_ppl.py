@@ -71,7 +71,9 @@ def plain_way(options: dict) -> dict:
             break
     seconds = time.perf_counter() - started
     perplexity = torch.exp(nll_sum / n_tokens).item()
-    return {"value": seq_len / seconds, "perplexity": perplexity, "tokens": n_tokens}
+    # every token after the stream's first is scored once (the guide's own count, n_tokens,
+    # drops one per window)
+    return {"value": seq_len / seconds, "perplexity": perplexity, "tokens": seq_len - 1}
 
 
 WAYS = {"llmkit": llmkit_way, "plain HF": plain_way}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -22,12 +23,16 @@ from benchmarks.harness import ROOT, way_main
 
 
 def _timed(command: list[str], env: dict | None = None) -> tuple[float, dict]:
+    """Wall seconds of `command` and its last stdout line (JSON), with the child's peak
+    resident memory as the result's `peak_mib` (this process is only a stopwatch)."""
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return seconds, result
 
 
 def llmkit_way(options: dict) -> dict:
@@ -42,18 +47,20 @@ def llmkit_way(options: dict) -> dict:
         "wall_seconds": seconds,
         "scoring_seconds": summary["seconds"],
         "perplexity": summary["token_perplexity"],
+        "peak_mib": summary["peak_mib"],
     }
 
 
 def plain_way(options: dict) -> dict:
     command = [sys.executable, "-m", "benchmarks.eval_ppl", "--way", "plain HF"]
     seconds, result = _timed([*command, "--options", json.dumps(options)])
-    tokens = result["tokens"]  # scored, as llmkit counts them
+    tokens = result["tokens"]  # scored: the same count as llmkit's
     return {
         "value": tokens / seconds,
         "wall_seconds": seconds,
         "loop_seconds": (tokens + 1) / result["value"],  # its value counts the stream's tokens
         "perplexity": result["perplexity"],
+        "peak_mib": result["peak_mib"],
     }
 
 

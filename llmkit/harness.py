@@ -109,8 +109,8 @@ def task_results(evaluated: dict[str, Any]) -> list[TaskResult]:
     for task, figures in evaluated["results"].items():
         metrics, stderr = {}, {}
         for key, value in figures.items():
-            name, _, _filter = key.partition(",")
-            if not _ or not isinstance(value, (int, float)):
+            name, comma, _filter = key.partition(",")  # "acc,none": metric, filter
+            if not comma or not isinstance(value, (int, float)):
                 continue  # "alias", "name", "sample_len"
             if name.endswith("_stderr"):
                 if isinstance(value, float) and value == value:  # "N/A" and NaN: none

@@ -85,6 +85,24 @@ def test_generate_and_eval_ppl_take_an_adapter_run_as_its_merged_model(lora_run,
     assert results[0][1] == results[1][1]
 
 
+def test_evaluate_takes_an_adapter_run_as_its_merged_model(lora_run, tmp_path):
+    pytest.importorskip("lm_eval", reason="the eval extra: pip install 'llmkit[eval]'")
+    out, _ = lora_run
+    plain = tmp_path / "plain"
+    assert invoke("export", "--model", str(out), "-o", str(plain))[0].exit_code == 0
+    (tmp_path / "data" / "wikitext-2").mkdir(parents=True)
+    rows = (FIXTURES / "wikitext-2-raw-test-head.raw").read_bytes().split(b"\r\n")[:40]
+    (tmp_path / "data" / "wikitext-2" / "wiki.test.raw").write_bytes(b"\r\n".join(rows))
+    figures = []
+    for model in (out, plain):
+        args = ["--tasks", "wikitext_local", "--local-dir", str(tmp_path / "data")]
+        result, summary = invoke("evaluate", "--model", str(model), *args, "--json")
+        assert result.exit_code == 0, result.output
+        figures.append(summary["tasks"]["wikitext_local"]["word_perplexity"])
+    assert figures[0] == pytest.approx(figures[1], rel=1e-5)
+    assert (out / "eval" / "wikitext_local.json").is_file()  # beside the adapter
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_a_decoder_classifies_glue_with_lora_and_evaluates_again_from_its_run(
     family, trained_clm_128, tmp_path
