@@ -106,9 +106,7 @@ def run_eval_ppl(
         )
     figures = chosen_figures(metrics, modeling)
     max_length, stride = check_window(max_length, stride, model_positions(model.config))
-    dataset, source = load_source(
-        data, split=split, local_dir=local_dir, local_flag="--local-dir DIR"
-    )
+    dataset, source = load_source(data, split=split, local_dir=local_dir, local_key="--local-dir")
     rows = text_rows(dataset, text_column, source.description)
     stream = "\n\n".join(rows)  # the HF guide's stream (WikiText's rows joined by blank lines)
     results: dict[str, Any] = {

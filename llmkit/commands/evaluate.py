@@ -27,6 +27,10 @@ def parse_limit(limit: float | None) -> int | float | None:
         return None
     if limit <= 0:
         raise UserError(f"--limit must be above 0, not {limit:g}")
+    if limit > 1 and not float(limit).is_integer():
+        raise UserError(
+            f"--limit {limit:g}: give a whole number of documents, or a fraction below 1"
+        )
     return limit if limit < 1 else int(limit)
 
 
@@ -52,12 +56,15 @@ def run_evaluate(
     if num_fewshot is not None and num_fewshot < 0:
         raise UserError(f"--num-fewshot must be 0 or more, not {num_fewshot}")
     limit = parse_limit(limit)
+    if local_dir is not None and not Path(local_dir).is_dir():
+        raise UserError(f"--local-dir {local_dir} is not a folder")
+    from llmkit.models import load_for_inference, model_positions, require_model_dir
+    from llmkit.perplexity import document_prefix_id
+
+    require_model_dir(model_dir, "--model")  # before the harness reads its task index
     metadata = {"local_dir": local_dir, "num_fewshot": num_fewshot}
     manager = task_manager(include or [], metadata)
     check_task_names(manager, names)
-
-    from llmkit.models import load_for_inference, model_positions
-    from llmkit.perplexity import document_prefix_id
 
     model, tokenizer, modeling = load_for_inference(model_dir, precision)
     if modeling == "mlm":

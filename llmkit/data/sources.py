@@ -177,16 +177,22 @@ def _split_file(folder: Path, patterns: tuple[str, ...], split: str) -> Path:
 
 
 def resolve_source(
-    src: str, *, split: str = "train", local_dir: str | None = None, subset: str | None = None
+    src: str,
+    *,
+    split: str = "train",
+    local_dir: str | None = None,
+    subset: str | None = None,
+    local_key: str = "data.local_dir",
 ) -> ResolvedSource:
     """Decide where SRC's rows come from, without reading them yet. `subset` names the
-    configuration of a hub repository (`en` for allenai/c4)."""
+    configuration of a hub repository (`en` for allenai/c4); `local_key` is how the caller
+    names `local_dir` in messages."""
     if src == "builtin":
         return ResolvedSource("builtin (WikiText-2 valid)", files=(BUILTIN_CORPUS,))
     known = known_source(src)
     if known is not None:
         folder_name, hub = known
-        local = local_copy_dir(folder_name, local_dir)
+        local = local_copy_dir(folder_name, local_dir, key=local_key)
         if local is not None:
             file = _split_file(local, hub.local_patterns, split)
             return ResolvedSource(f"{src} ({file})", files=(file,))
@@ -340,13 +346,15 @@ def load_source(
     split: str = "train",
     local_dir: str | None = None,
     num_proc: int | None = None,
-    local_flag: str = "--set data.local_dir=DIR",
+    local_key: str = "data.local_dir",
 ) -> tuple[datasets.Dataset, ResolvedSource]:
     """Read SRC's rows as a `datasets.Dataset` (every column kept), for sources small enough
-    to prepare whole (evaluation and fine-tuning sets); corpora are streamed (streams.py)."""
-    resolved = resolve_source(src, split=split, local_dir=local_dir)
+    to prepare whole (evaluation and fine-tuning sets); corpora are streamed (streams.py).
+    `local_key` is how the calling command takes `local_dir`: a recipe key or a flag."""
+    resolved = resolve_source(src, split=split, local_dir=local_dir, local_key=local_key)
     if resolved.hub is not None:
-        dataset = load_hub(resolved.hub, split, src, local_flag=local_flag)
+        flag = f"{local_key} DIR" if local_key.startswith("-") else f"--set {local_key}=DIR"
+        dataset = load_hub(resolved.hub, split, src, local_flag=flag)
     elif resolved.saved_dataset is not None:
         dataset = load_saved(resolved.saved_dataset, split)
     else:

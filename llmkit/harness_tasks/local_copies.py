@@ -16,14 +16,14 @@ from llmkit.data.documents import build_documents
 from llmkit.data.sources import load_source
 from llmkit.errors import UserError
 
-LOCAL_FLAG = "--local-dir DIR"
+LOCAL_KEY = "--local-dir"
 
 
 def wikitext_documents(local_dir: str | None = None, **_: Any) -> datasets.DatasetDict:
     """WikiText-2 raw as the harness's `wikitext` task reads it (EleutherAI's
     wikitext_document_level): one `page` per article, as stored (the task detokenizes it)."""
     dataset, _source = load_source(
-        "wikitext-2", split="test", local_dir=local_dir, local_flag=LOCAL_FLAG
+        "wikitext-2", split="test", local_dir=local_dir, local_key=LOCAL_KEY
     )
     rows = [row or "" for row in dataset["text"]]
     pages = build_documents(rows, structured=False, wikitext=True, detokenize=False)
@@ -38,11 +38,11 @@ def sst2_splits(
     """GLUE SST-2 from its TSVs: dev.tsv scored; train.tsv, when the copy has it, is where
     few-shot examples come from (zero-shot needs only dev.tsv)."""
     validation, _source = load_source(
-        "glue/sst2", split="validation", local_dir=local_dir, local_flag=LOCAL_FLAG
+        "glue/sst2", split="validation", local_dir=local_dir, local_key=LOCAL_KEY
     )
     try:
         train, _source = load_source(
-            "glue/sst2", split="train", local_dir=local_dir, local_flag=LOCAL_FLAG
+            "glue/sst2", split="train", local_dir=local_dir, local_key=LOCAL_KEY
         )
     except UserError:
         if num_fewshot:

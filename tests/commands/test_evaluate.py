@@ -179,6 +179,8 @@ def test_report_shows_the_evaluations_beside_training(trained_clm, local_copies,
         (["--tasks", "lambada_openai"], "a task's data is on the Hugging Face Hub"),
         (["--tasks", "sst2_local", "--limit", "0"], "--limit must be above 0"),
         (["--tasks", " , "], "--tasks names no task"),
+        (["--tasks", "sst2_local", "--limit", "2.5"], "give a whole number of documents"),
+        (["--tasks", "sst2_local", "--local-dir", "nowhere"], "--local-dir nowhere is not a"),
     ],
 )
 def test_bad_input_is_one_message(trained_clm, tmp_path, monkeypatch, cli, args, message):
