@@ -64,7 +64,7 @@ def check_task_names(manager, names: list[str]) -> None:
             )
 
 
-def harness_model(model, tokenizer, *, batch_size: int, max_length: int, prefix_id: int):
+def harness_model(model, tokenizer, *, batch_size: int, max_length: int | None, prefix_id: int):
     """The harness's HFLM around an already loaded model (causal LM or encoder-decoder)."""
     require_harness()
     from lm_eval.models.huggingface import HFLM

@@ -58,7 +58,12 @@ def run_evaluate(
     limit = parse_limit(limit)
     if local_dir is not None and not Path(local_dir).is_dir():
         raise UserError(f"--local-dir {local_dir} is not a folder")
-    from llmkit.models import load_for_inference, model_positions, require_model_dir
+    from llmkit.models import (
+        RELATIVE_POSITIONS,
+        load_for_inference,
+        model_positions,
+        require_model_dir,
+    )
     from llmkit.perplexity import document_prefix_id
 
     require_model_dir(model_dir, "--model")  # before the harness reads its task index
@@ -73,11 +78,13 @@ def run_evaluate(
             "encoder-decoders",
             "for a masked LM: llmkit eval-ppl (pseudo-perplexity) or llmkit finetune glue/*",
         )
+    positions = model_positions(model.config)
     lm = harness_model(
         model,
         tokenizer,
         batch_size=batch_size,
-        max_length=model_positions(model.config),
+        # relative positions (T5) fit any length: the harness's own default window then
+        max_length=None if positions == RELATIVE_POSITIONS else positions,
         prefix_id=document_prefix_id(tokenizer),
     )
     started = time.perf_counter()

@@ -191,6 +191,26 @@ def test_bad_input_is_one_message(trained_clm, tmp_path, monkeypatch, cli, args,
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_an_encoder_decoder_is_scored_by_the_harness(trained_clm, local_copies, tmp_path, cli):
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(trained_clm)
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2, **ids
+    )
+    config.decoder_start_token_id = tokenizer.pad_token_id
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    args = ["--local-dir", str(local_copies), "--limit", "6"]
+    result, summary = evaluate(cli, tmp_path / "t5", "sst2_local,wikitext_local", *args)
+    assert result.exit_code == 0, result.output
+    assert 0 <= summary["tasks"]["sst2_local"]["acc"] <= 1
+    assert summary["tasks"]["wikitext_local"]["word_perplexity"] > 1
+    samples = {r["task"]: r["samples"] for r in summary["results"]}
+    assert samples["sst2_local"] == 6 and 1 < samples["wikitext_local"] <= 6
+
+
 def test_a_masked_lm_is_refused(trained_mlm, cli):
     result, _ = cli("evaluate", "--model", str(trained_mlm), "--tasks", "sst2_local")
     assert result.exit_code == 2 and "masked LM" in result.output
