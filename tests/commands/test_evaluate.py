@@ -83,17 +83,8 @@ def test_local_sst2_accuracy_is_the_zero_shot_choice_by_hand(
     from llmkit.models import load_for_inference
 
     limit = 40
-    result, summary = evaluate(
-        cli,
-        trained_clm,
-        "sst2_local",
-        "--local-dir",
-        str(local_copies),
-        "--limit",
-        str(limit),
-        "-o",
-        str(tmp_path),
-    )
+    args = ["--local-dir", str(local_copies), "--limit", str(limit), "-o", str(tmp_path)]
+    result, summary = evaluate(cli, trained_clm, "sst2_local", *args)
     assert result.exit_code == 0, result.output
     model, tokenizer, _ = load_for_inference(trained_clm, "fp32")
     rows = (local_copies / "glue" / "SST-2" / "dev.tsv").read_text().splitlines()[1 : limit + 1]
@@ -110,19 +101,8 @@ def test_local_sst2_accuracy_is_the_zero_shot_choice_by_hand(
 
 
 def test_num_fewshot_and_limit_reach_the_harness(trained_clm, local_copies, tmp_path, cli):
-    result, summary = evaluate(
-        cli,
-        trained_clm,
-        "sst2_local",
-        "--local-dir",
-        str(local_copies),
-        "--num-fewshot",
-        "3",
-        "--limit",
-        "12",
-        "-o",
-        str(tmp_path),
-    )
+    args = ["--local-dir", str(local_copies), "--num-fewshot", "3", "--limit", "12"]
+    result, summary = evaluate(cli, trained_clm, "sst2_local", *args, "-o", str(tmp_path))
     assert result.exit_code == 0, result.output
     (record,) = summary["results"]
     assert record["num_fewshot"] == 3 and record["samples"] == 12
