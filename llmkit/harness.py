@@ -60,7 +60,7 @@ def check_task_names(manager, names: list[str]) -> None:
             raise UserError(
                 f"unknown lm-evaluation-harness task '{name}'{did_you_mean(name, known)}",
                 f"llmkit's offline tasks: {', '.join(shipped_task_names())}; the harness's "
-                "list: lm-eval ls tasks; your own: --include DIR",
+                "list: lm-eval list tasks; your own: --include DIR",
             )
 
 
