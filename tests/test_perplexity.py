@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 from llmkit.commands.eval_ppl import run_eval_ppl
 from llmkit.data.documents import build_documents, count_words
-from llmkit.perplexity import rolling_windows
+from llmkit.perplexity import rolling_windows, score_windows, sliding_windows
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,51 @@ def test_token_word_and_byte_perplexity_equal_plain_loops(
             -log_likelihood / utf8 / math.log(2), rel=1e-5
         )
         assert (result["documents"], result["words"], result["bytes"]) == (3, words, utf8)
+
+
+@pytest.fixture
+def torch_threads():
+    """Set torch's intra-op threads for one test, and put them back."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_batches_on_separate_cpu_threads_score_exactly_as_one(
+    trained_clm, wikitext_sample, torch_threads
+):
+    model = AutoModelForCausalLM.from_pretrained(trained_clm).eval()
+    tokenizer = AutoTokenizer.from_pretrained(trained_clm)
+    ids = tokenizer(wikitext_sample.read_text(encoding="utf-8"))["input_ids"]
+    # Windows of every length (the documents' last ones are short), so batches are padded.
+    windows = list(sliding_windows(ids, 64, 48))
+    windows += [w for cut in (5, 70, 300) for w in rolling_windows(ids[:cut], 0, 64)]
+    scores = {}
+    for threads in (1, 2):  # one batch at a time; two side by side, one thread each
+        torch_threads(threads)
+        scored: list[int] = []
+        scores[threads] = score_windows(
+            model, windows, batch_size=4, pad_id=0, on_window=scored.append
+        )
+        assert torch.get_num_threads() == threads  # put back after scoring
+        assert sum(scored) == sum(len(w.targets) for w in windows)
+    assert scores[2] == scores[1]  # the same floats, in the windows' order
+    for index in (0, len(windows) // 2, -1):  # each score is its own window's
+        window = windows[index]
+        with torch.no_grad():
+            logits = model(torch.tensor([window.input_ids])).logits[0, -len(window.targets) :]
+        expected = logits.log_softmax(-1).gather(1, torch.tensor(window.targets)[:, None]).sum()
+        assert scores[2][index] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_an_error_in_one_batch_stops_the_scoring(trained_clm, torch_threads):
+    model = AutoModelForCausalLM.from_pretrained(trained_clm).eval()
+    torch_threads(2)
+    windows = list(sliding_windows(list(range(40)) * 8, 32, 16))
+    windows[len(windows) // 2] = windows[0].__class__([10**9] * 8, [1])  # not a token id
+    with pytest.raises(IndexError):
+        score_windows(model, windows, batch_size=2, pad_id=0)
+    assert torch.get_num_threads() == 2
 
 
 def test_every_token_with_context_is_scored_once(trained_clm, wikitext_sample):
