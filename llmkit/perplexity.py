@@ -101,8 +101,8 @@ def scoring_workers(device: torch.device) -> int:
 
     A small model's ops (a 128-wide matrix product, a GELU over a few MB) split across
     threads spend much of their time waiting for each other; whole batches on separate cores
-    do not: 1.16x the speed of one batch on two threads for gpt2-tiny on 2 cores, 1.1x at
-    gpt2-small's width (BENCHMARKS.md), for one more batch of activations in memory. Each
+    do not: 1.05-1.16x the speed of one batch on two threads for gpt2-tiny on 2 cores, 1.1x
+    at gpt2-small's width (BENCHMARKS.md), for one more batch of activations in memory. Each
     batch is computed as it would be alone, so the scores are the same floats. An
     accelerator runs one batch at a time.
     """
