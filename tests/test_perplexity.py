@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 from llmkit.commands.eval_ppl import run_eval_ppl
 from llmkit.data.documents import build_documents, count_words
-from llmkit.perplexity import rolling_windows, score_windows, sliding_windows
+from llmkit.perplexity import Window, rolling_windows, score_windows, sliding_windows
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_an_error_in_one_batch_stops_the_scoring(trained_clm, torch_threads):
     model = AutoModelForCausalLM.from_pretrained(trained_clm).eval()
     torch_threads(2)
     windows = list(sliding_windows(list(range(40)) * 8, 32, 16))
-    windows[len(windows) // 2] = windows[0].__class__([10**9] * 8, [1])  # not a token id
+    windows[len(windows) // 2] = Window([10**9] * 8, [1])  # not a token id
     with pytest.raises(IndexError):
         score_windows(model, windows, batch_size=2, pad_id=0)
     assert torch.get_num_threads() == 2
