@@ -1,5 +1,5 @@
 """LoRA adapters (peft) for every fine-tuning task: putting them on a model, loading a run that
-holds one, and merging it into a plain checkpoint.
+holds one, and merging it into a plain checkpoint (`llmkit export`, in `commands/export.py`).
 
 An adapter run directory holds `adapter_model.safetensors` and `adapter_config.json` (whose
 `base_model_name_or_path` names the base checkpoint), the fine-tuned model's `config.json`
@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from llmkit.checkpoints import ADAPTER_CONFIG, checkpoint_options
 from llmkit.errors import UserError
+from llmkit.recipe import LoraConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from llmkit.recipe import LoraConfig
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # `auto`: the attention and MLP projections of each family (peft's own default is attention
 # only, and only some of it).
 TARGET_MODULES = {
@@ -43,10 +41,6 @@ TASK_TYPES = {
     "AutoModelForSeq2SeqLM": "SEQ_2_SEQ_LM",
     "AutoModelForCausalLM": "CAUSAL_LM",
 }
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
 def check_quantization(lora: LoraConfig) -> None:
@@ -162,8 +156,6 @@ def load_merged(run_dir: str | Path, model_class=None, **options) -> PreTrainedM
     import transformers
     from peft import PeftModel
 
-    from llmkit.models import checkpoint_options
-
     base_dir = base_model_of(run_dir)
     config = transformers.AutoConfig.from_pretrained(run_dir)
     architecture = model_class or getattr(transformers, (config.architectures or ["AutoModel"])[0])
@@ -175,34 +167,3 @@ def load_merged(run_dir: str | Path, model_class=None, **options) -> PreTrainedM
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"cannot apply the adapter in {run_dir} to {base_dir}: {e}") from e
     return model.merge_and_unload()
-
-
-def export_merged(model_dir: str | Path, output_dir: str | Path) -> dict:
-    """`llmkit export`: an adapter run merged into a plain transformers checkpoint, with its
-    tokenizer and generation settings."""
-    from llmkit.models import require_model_dir
-    from llmkit.rundir import check_output_dir
-    from llmkit.tokenizer import load_tokenizer, save_tokenizer
-
-    folder = require_model_dir(model_dir, "--model")
-    if not is_adapter_dir(folder):
-        raise UserError(
-            f"{model_dir} holds no LoRA adapter ({ADAPTER_CONFIG})", "it is a plain checkpoint"
-        )
-    output = Path(output_dir)
-    check_output_dir(output, overwrite=False)
-    model = load_merged(folder)
-    if (folder / "generation_config.json").is_file():
-        from transformers import GenerationConfig
-
-        model.generation_config = GenerationConfig.from_pretrained(folder)
-    model.save_pretrained(output)
-    save_tokenizer(load_tokenizer(folder), output)
-    return {
-        "command": "export",
-        "model": str(model_dir),
-        "base_model": base_model_of(folder),
-        "output_dir": str(output),
-        "architecture": model.config.architectures[0],
-        **parameter_counts(model),
-    }

@@ -10,7 +10,6 @@ that `llmkit --help` stays quick.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import os
 import sys
@@ -24,6 +23,7 @@ from llmkit import __version__
 from llmkit.commands import DRY_RUN, JSON, RECIPE_FLAGS, RESUME, VERBS, Flag, Verb
 from llmkit.console import err, is_main_process, out, print_table
 from llmkit.errors import EXIT_OK, describe, exit_code_for
+from llmkit.recipe import load_recipe
 
 app = typer.Typer(
     name="llmkit",
@@ -87,14 +87,13 @@ def root(
     """Train tokenizers, pretrain, fine-tune, evaluate and sample language models."""
 
 
-def lazy(target: str) -> Callable[..., Any]:
-    """`module:function` of llmkit, imported when called."""
-    module, name = target.split(":")
+def when_run(function: Callable[[], Callable]) -> Callable[..., Any]:
+    """Calls the verb function that `function` returns (importing it only now)."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if not os.environ.get("LLMKIT_DEBUG"):
             quiet_libraries()  # here, not in main: --help imports neither library
-        return getattr(importlib.import_module(f"llmkit.{module}"), name)(*args, **kwargs)
+        return function()(*args, **kwargs)
 
     return call
 
@@ -112,15 +111,13 @@ def _typer_parameter(flag: Flag) -> inspect.Parameter:
 def _run_recipe(verb: Verb) -> Callable[..., Any]:
     """A recipe verb: load the recipe with its overrides; a dry run prints it resolved, and
     what the verb's `describe` checks and measures without reading data."""
-    run = lazy(verb.run)
+    run = when_run(verb.run)
 
     def run_recipe(*, recipe: str, overrides: list[str] = (), dry_run: bool = False, **values):
-        from llmkit.recipe import load_recipe
-
         resolved = load_recipe(recipe, overrides)
         if not dry_run:
             return run(resolved, **verb.fixed, **values)
-        shown = lazy(verb.describe)(resolved, **verb.fixed) if verb.describe else None
+        shown = when_run(verb.describe)(resolved, **verb.fixed) if verb.describe else None
         out.print(resolved.to_yaml(), end="", highlight=False, markup=False)
         if shown:
             print_table(verb.describe_title, shown)
@@ -135,7 +132,7 @@ def register(verb: Verb) -> None:
     if verb.recipe:
         flags = [*RECIPE_FLAGS, *([RESUME] if verb.resumable else []), *flags, DRY_RUN]
     flags += [JSON] if verb.takes_json else []
-    run = _run_recipe(verb) if verb.recipe else lazy(verb.run)
+    run = _run_recipe(verb) if verb.recipe else when_run(verb.run)
 
     def command(**values: Any) -> None:
         as_json = values.pop("as_json", False)

@@ -8,7 +8,6 @@ prediction). The vocabulary comes from the tokenizer, padded to a multiple of
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -30,10 +29,12 @@ from transformers import (
     T5Config,
 )
 
-from llmkit.adapters import is_adapter_dir, load_merged
+from llmkit.adapters import load_merged
+from llmkit.checkpoints import checkpoint_options, is_adapter_dir, require_model_dir
 from llmkit.errors import UserError
 from llmkit.fast_path import check_attention, resolve_precision, use_fused_activations
 from llmkit.recipe import ModelConfig
+from llmkit.tokenizer import load_tokenizer
 
 Objective = Literal["clm", "mlm"]
 LanguageModeling = Literal["clm", "mlm", "seq2seq"]  # what a saved model does (inference)
@@ -45,38 +46,6 @@ FAMILY_OBJECTIVE: dict[str, Objective] = {
 }
 # RoBERTa numbers positions from padding_idx + 1, so it needs two more position embeddings.
 ROBERTA_POSITION_OFFSET = 2
-
-
-PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
-
-
-def require_model_dir(path: str | Path, key: str) -> Path:
-    """The folder of a saved model, or a UserError saying what `key` points at instead."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise UserError(f"{key} {folder}: the model directory does not exist")
-    if not (folder / "config.json").is_file():
-        raise UserError(
-            f"{key} {folder} is not a model directory (no config.json)",
-            "point it at an llmkit run directory or a save_pretrained folder",
-        )
-    return folder
-
-
-def checkpoint_options(folder: Path, *, trust_remote_code: bool = False) -> dict:
-    """from_pretrained options: safetensors only unless LLMKIT_ALLOW_PICKLE=1, and no remote
-    code unless the recipe sets model.trust_remote_code (a pickle or a repo's Python file can
-    run anything when loaded)."""
-    allow_pickle = os.environ.get("LLMKIT_ALLOW_PICKLE") == "1"
-    has_safetensors = any(folder.glob("*.safetensors"))
-    if not has_safetensors and any(p for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern)):
-        if not allow_pickle:
-            raise UserError(
-                f"{folder} holds only pickle weights (.bin/.pt), which can run code when loaded",
-                "convert them to safetensors, or set LLMKIT_ALLOW_PICKLE=1 if you trust the file",
-            )
-        return {"use_safetensors": False, "trust_remote_code": trust_remote_code}
-    return {"use_safetensors": True, "trust_remote_code": trust_remote_code}
 
 
 def padded_vocab_size(tokens: int, multiple: int) -> int:
@@ -249,7 +218,6 @@ def load_model(
 ) -> PreTrainedModel:
     """Continue from a checkpoint: an llmkit run dir or any local save_pretrained folder."""
     folder = require_model_dir(path, "model.path")
-    options = checkpoint_options(folder, trust_remote_code=trust_remote_code)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     family_objective = FAMILY_OBJECTIVE.get(config.model_type)
     if family_objective is not None and family_objective != objective:
@@ -258,10 +226,25 @@ def load_model(
             f"{'causal' if objective == 'clm' else 'masked'} LM"
         )
     try:
-        model = model_class(objective, nsp).from_pretrained(folder, **options)
+        model = load_pretrained(
+            folder, model_class(objective, nsp), trust_remote_code=trust_remote_code
+        )
         return _declare_loss(model, objective)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {path}: {e}") from e
+
+
+def load_pretrained(folder: Path, auto_class, *, config=None, trust_remote_code=False, **options):
+    """A run directory or save_pretrained folder loaded as `auto_class`. A LoRA run is its
+    base with the adapter merged in (and keeps the config it was saved with); a plain checkpoint
+    loads with `config` if given, safetensors only and no remote code unless trusted. `options`
+    go to from_pretrained (dtype, QLoRA's quantization)."""
+    if is_adapter_dir(folder):
+        return load_merged(folder, auto_class, **options)
+    if config is not None:
+        options["config"] = config
+    safe = checkpoint_options(folder, trust_remote_code=trust_remote_code)
+    return auto_class.from_pretrained(folder, **safe, **options)
 
 
 def load_with_head(
@@ -276,14 +259,17 @@ def load_with_head(
     new when the checkpoint was saved without one. `config_changes` set label names etc.;
     `load_options` go to from_pretrained (QLoRA's 4-bit quantization)."""
     folder = require_model_dir(path, "model.path")
-    if is_adapter_dir(folder):  # a LoRA run: its base with the adapter merged in
-        return load_merged(folder, auto_class)
-    options = checkpoint_options(folder, trust_remote_code=trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(
             folder, trust_remote_code=trust_remote_code, **config_changes
         )
-        return auto_class.from_pretrained(folder, config=config, **options, **(load_options or {}))
+        return load_pretrained(
+            folder,
+            auto_class,
+            config=config,
+            trust_remote_code=trust_remote_code,
+            **(load_options or {}),
+        )
     except (OSError, ValueError, KeyError) as e:
         head = auto_class.__name__.removeprefix("AutoModelFor")
         raise UserError(f"cannot load {path} with a {head} head: {e}") from e
@@ -359,9 +345,7 @@ def load_vision_language(path: str | Path, precision: str = "auto"):
     precision = resolve_precision(precision, "--precision")
     try:
         processor = AutoProcessor.from_pretrained(folder)
-        model = AutoModelForImageTextToText.from_pretrained(
-            folder, dtype=DTYPES[precision], **checkpoint_options(folder)
-        )
+        model = load_pretrained(folder, AutoModelForImageTextToText, dtype=DTYPES[precision])
     except (OSError, ValueError, KeyError) as e:
         raise UserError(
             f"cannot load {folder} as a vision-language model with its processor: {e}",
@@ -375,10 +359,7 @@ def load_vision_language(path: str | Path, precision: str = "auto"):
 def load_for_inference(path: str | Path, precision: str = "auto"):
     """(model, tokenizer, language modeling: clm/mlm/seq2seq) of a run directory or
     save_pretrained folder, for scoring and generation."""
-    from llmkit.tokenizer import load_tokenizer
-
     folder = require_model_dir(path, "--model")
-    options = checkpoint_options(folder)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as e:
@@ -390,10 +371,7 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
         modeling, AutoModelForSeq2SeqLM
     )
     try:
-        if is_adapter_dir(folder):  # a LoRA run: its base with the adapter merged in
-            model = load_merged(folder, cls, dtype=DTYPES[precision])
-        else:
-            model = cls.from_pretrained(folder, dtype=DTYPES[precision], **options)
+        model = load_pretrained(folder, cls, dtype=DTYPES[precision])
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {folder}: {e}") from e
     check_model_fits(model.config, len(tokenizer), 1)

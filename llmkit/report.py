@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmkit.errors import UserError
+from llmkit.search.study import Search
 
 # Final figures worth a column, in this order, when at least one run has them.
 RESULT_KEYS = (
@@ -176,53 +177,6 @@ def markdown_page(header: list[str], rows: list[list[Any]], plots: list[Path]) -
     lines.append("")
     lines += [f"![{plot.stem}]({plot.name})" for plot in plots]
     return "\n".join(lines) + "\n"
-
-
-@dataclass
-class Search:
-    """A sweep folder's Optuna study, read back: its settings and its trials."""
-
-    folder: Path
-    settings: dict[str, Any]
-    trials: list  # optuna FrozenTrial, in order
-
-    @property
-    def keys(self) -> list[str]:
-        return [d["key"] for d in self.settings["dimensions"]]
-
-    def best(self):
-        done = [t for t in self.trials if t.state.name == "COMPLETE"]
-        if not done:
-            return None
-        pick = min if self.settings["direction"] == "minimize" else max
-        return pick(done, key=lambda t: t.value)
-
-    def command(self, trial) -> str:
-        """The command that runs the trial's point again (its first seed)."""
-        import shlex
-
-        line = ["llmkit", self.settings["command"], "--recipe", self.settings["recipe"]]
-        for override in self.settings["overrides"]:
-            line += ["--set", override]
-        for key, value in trial.params.items():
-            line += ["--set", f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"]
-        return shlex.join(line)
-
-
-def load_search(folder: str | Path) -> Search | None:
-    """The study of a sweep folder (study.db), or None when it holds none."""
-    from llmkit.search import STUDY_FILE, STUDY_NAME
-
-    folder = Path(folder)
-    if not (folder / STUDY_FILE).is_file():
-        return None
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{(folder / STUDY_FILE).resolve()}"
-    study = optuna.load_study(storage=storage, study_name=STUDY_NAME)
-    trials = [t for t in study.get_trials() if not t.user_attrs.get("interrupted")]
-    return Search(folder, study.user_attrs["settings"], trials)
 
 
 def trial_rows(search: Search) -> tuple[list[str], list[list[Any]]]:

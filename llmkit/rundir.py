@@ -240,6 +240,8 @@ class Run:
         """Save what the run made (the trainer's model and state when it `trained`, the
         tokenizer), the card, and metrics.json last. Every process calls it (saving a
         sharded model needs them all); only the main one writes files."""
+        # imported here, not above: `llmkit report` and `--help` read this module, and the
+        # tokenizer module brings transformers and torch (3 s of start-up)
         from llmkit.tokenizer import save_tokenizer
 
         metrics["wall_seconds"] = time.perf_counter() - self.started

@@ -37,7 +37,6 @@ from llmkit.errors import Interrupted, RunFailed, UserError
 from llmkit.fast_path import has_accelerator, note_sharding_fallback, resolve_fast_path
 from llmkit.recipe import TrainConfig
 from llmkit.rundir import complete_checkpoints
-from llmkit.search import trial_callbacks
 
 SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # The package each `train.report_to` integration imports (either name will do).
@@ -308,7 +307,7 @@ def build_trainer(
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=[RichProgress(), *trial_callbacks(), *callbacks],
+        callbacks=[RichProgress(), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

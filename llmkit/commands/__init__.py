@@ -1,18 +1,23 @@
 """One module per verb, each with one function that the CLI (or a test) calls; this file
 lists the verbs: what each does, its flags, the function it calls and how its result is
-shown. It stays light (no model code is imported), as `llmkit --help` reads it.
+shown. It stays light (no model code is imported), as `llmkit --help` reads it: a verb that
+trains or loads a model names its function through a loader below, which imports it when the
+verb runs.
 
 A flag left out is not passed on, so each default is stated once: in the signature of the
-function the verb calls (the help says what it is).
+function the verb calls. A help text that says a default ("default: 16") is checked against
+that signature by tests/test_cli.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmkit import console
+from llmkit.commands import recipes, report
 from llmkit.tasks import task_names
 
 
@@ -30,13 +35,14 @@ class Verb:
     name: str  # recipes' sub-commands: "recipes ls"
     help: str  # paragraphs; `example` follows them in --help
     example: str
-    run: str  # "module:function" in llmkit, imported when the verb runs
+    run: Callable[[], Callable]  # returns the verb's function (importing it then)
     flags: tuple[Flag, ...] = ()
     show: Any = None  # console.show_*(result, as_json); None: the function prints
     takes_json: bool = True
     recipe: bool = False  # runs a recipe: the recipe flags, --dry-run, the run directory flags
     resumable: bool = True  # (recipe verbs) takes --resume
-    describe: str | None = None  # (recipe verbs) what --dry-run checks and shows, no data read
+    # (recipe verbs) returns what --dry-run calls to check and show more, no data read
+    describe: Callable[[], Callable] | None = None
     describe_title: str = "model"
     fixed: dict[str, Any] = field(default_factory=dict)  # passed to `run` as well
 
@@ -76,16 +82,84 @@ JSON = Flag("as_json", bool, "--json", "Print the summary as one JSON line, last
 RECIPE_NAME = Flag("name", str, "", "A name from `llmkit recipes ls`.", ...)
 
 
+# The verbs' functions that import torch and transformers, each imported when its verb runs:
+# importing them here would make `llmkit --help` take seconds instead of a third of one.
+def tokenize_function():
+    from llmkit.commands.tokenize import run_tokenize
+
+    return run_tokenize
+
+
+def pretrain_function():
+    from llmkit.commands.pretrain import run_pretrain
+
+    return run_pretrain
+
+
+def describe_model_function():
+    from llmkit.commands.pretrain import describe_model
+
+    return describe_model
+
+
+def finetune_function():
+    from llmkit.commands.finetune import run_finetune
+
+    return run_finetune
+
+
+def describe_task_function():
+    from llmkit.commands.finetune import describe_task
+
+    return describe_task
+
+
+def eval_ppl_function():
+    from llmkit.commands.eval_ppl import run_eval_ppl
+
+    return run_eval_ppl
+
+
+def evaluate_function():
+    from llmkit.commands.evaluate import run_evaluate
+
+    return run_evaluate
+
+
+def generate_function():
+    from llmkit.commands.generate import generate_from_flags
+
+    return generate_from_flags
+
+
+def answer_function():
+    from llmkit.commands.answer import answer_from_flags
+
+    return answer_from_flags
+
+
+def export_function():
+    from llmkit.commands.export import export_merged
+
+    return export_merged
+
+
+def sweep_function():
+    from llmkit.commands.sweep import sweep_from_flags
+
+    return sweep_from_flags
+
+
 def _pretraining(objective: str, help: str, example: str) -> Verb:
     """pretrain-clm and pretrain-mlm: one verb, two objectives."""
     return Verb(
         f"pretrain-{objective}",
         help,
         example,
-        "commands.pretrain:run_pretrain",
+        pretrain_function,
         recipe=True,
         show=console.show_summary(),
-        describe="commands.pretrain:describe_model",
+        describe=describe_model_function,
         fixed={"objective": objective},
     )
 
@@ -98,7 +172,7 @@ VERBS = (
         "[bold]data.seq_len[/] blocks, cached so that pretraining with the same inputs reuses "
         "them.",
         "llmkit tokenize --recipe tokenizer-byte-bpe --set data.train=corpus/",
-        "commands.tokenize:run_tokenize",
+        tokenize_function,
         recipe=True,
         resumable=False,
         show=console.show_summary(),
@@ -121,7 +195,7 @@ VERBS = (
         f"submission format).\n\nTasks: {', '.join(task_names())}; `llmkit recipes ls` "
         "shows the recipe of each.",
         "llmkit finetune --recipe glue-sst2 --set model.path=runs/bert-tiny",
-        "commands.finetune:run_finetune",
+        finetune_function,
         (
             Flag(
                 "eval_only",
@@ -133,7 +207,7 @@ VERBS = (
         ),
         recipe=True,
         show=console.show_summary("finetune {task} → {output_dir}"),
-        describe="tasks:describe_task",
+        describe=describe_task_function,
         describe_title="task",
     ),
     Verb(
@@ -147,7 +221,7 @@ VERBS = (
         "predicted from EOS), log-likelihood summed and divided by whitespace-split words or "
         "UTF-8 bytes. [bold]pseudo_perplexity[/] (masked LMs): each token masked in turn.",
         "llmkit eval-ppl --model runs/gpt2-tiny --data wikitext-2 --stride 512",
-        "commands.eval_ppl:run_eval_ppl",
+        eval_ppl_function,
         (
             MODEL,
             Flag("data", str, "--data -d", "A file, folder, known name or builtin.", ...),
@@ -187,7 +261,7 @@ VERBS = (
         "lambada_openai, ...). Needs the extra: pip install 'llmkit\\[eval]'.",
         "llmkit evaluate --model runs/gpt2-small --tasks wikitext_local,sst2_local "
         "--local-dir data/",
-        "commands.evaluate:run_evaluate",
+        evaluate_function,
         (
             Flag(
                 "model_dir",
@@ -239,7 +313,7 @@ VERBS = (
         "prompts about an image with a vision-language model, or fill masks with a masked LM."
         "\n\nDefaults come from the run's generation_config.json; flags override them.",
         'llmkit generate --model runs/gpt2-tiny --prompt "The meaning" --top-p 0.9',
-        "commands.generate:generate_from_flags",
+        generate_function,
         (
             MODEL,
             Flag("prompt", list[str], "--prompt -p", "A prompt (repeatable)."),
@@ -295,7 +369,7 @@ VERBS = (
         "answer",
         "Answer a question with a span of the context (extractive QA).",
         'llmkit answer -m runs/qa-squad -q "Who wrote it?" --context-file doc.txt',
-        "commands.answer:answer_from_flags",
+        answer_function,
         (
             Flag(
                 "model_dir",
@@ -334,7 +408,7 @@ VERBS = (
         "Merge a LoRA fine-tuning run (its adapter and its base model) into a plain "
         "transformers checkpoint, with the run's tokenizer and generation settings.",
         "llmkit export --model runs/glue-sst2-lora --output-dir runs/glue-sst2-merged",
-        "adapters:export_merged",
+        export_function,
         (
             Flag("model_dir", Path, "--model -m", "A run directory holding a LoRA adapter.", ...),
             Flag("output_dir", Path, "--output-dir -o", "Where the merged model goes.", ...),
@@ -346,7 +420,7 @@ VERBS = (
         "Compare finished runs: the recipe keys that differ, final metrics, tokens/s and wall "
         "time in one table; loss against steps and against tokens as PNG plots; report.md.",
         "llmkit report runs/lr-sweep/* --output reports/lr",
-        "commands.report:run_report",
+        lambda: report.run_report,
         (
             Flag("run_dirs", list[Path], "", "Finished run directories to compare.", ...),
             Flag(
@@ -368,7 +442,7 @@ VERBS = (
         "compared (llmkit report).",
         "llmkit sweep pretrain-clm --recipe gpt2-tiny --space train.lr=loguniform:1e-4:3e-3 "
         "--trials 12 --prune median --set train.eval_every=20",
-        "commands.sweep:sweep_from_flags",
+        sweep_function,
         (
             Flag("command", str, "", "pretrain-clm, pretrain-mlm or finetune.", ...),
             RECIPE,
@@ -429,14 +503,14 @@ VERBS = (
         "List the shipped recipes and launch configs with what each is, and the fine-tuning "
         "tasks with the recipes that run them.",
         "llmkit recipes ls",
-        "commands.recipes:list_recipes",
+        lambda: recipes.list_recipes,
         show=console.show_recipes,
     ),
     Verb(
         "recipes show",
         "Print a shipped recipe.",
         "llmkit recipes show gpt2-small",
-        "commands.recipes:recipe_text",
+        lambda: recipes.recipe_text,
         (RECIPE_NAME,),
         show=console.show_text,
         takes_json=False,
@@ -445,7 +519,7 @@ VERBS = (
         "recipes cp",
         "Copy a shipped recipe to edit and run with --recipe PATH.",
         "llmkit recipes cp gpt2-small my-gpt.yaml",
-        "commands.recipes:copy_recipe",
+        lambda: recipes.copy_recipe,
         (
             RECIPE_NAME,
             Flag("destination", Path, "", "A file path, or a folder to copy it into.", ...),

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering
 
-from llmkit.adapters import is_adapter_dir, load_merged
+from llmkit.checkpoints import require_model_dir
 from llmkit.data.collators import DynamicPaddingCollator
 from llmkit.errors import UserError
-from llmkit.models import checkpoint_options, model_positions, require_model_dir
+from llmkit.models import load_pretrained, model_positions
 from llmkit.recipe import read_yaml_mapping
 from llmkit.tasks.qa.data import Windows, best_answers, prediction_windows
 from llmkit.tokenizer import load_tokenizer
@@ -49,10 +49,7 @@ def load_qa_model(model_dir: str):
             f"{model_dir} is not an extractive QA model ({', '.join(config.architectures or [])})",
             "fine-tune one first: llmkit finetune --recipe qa-squad --set model.path=...",
         )
-    if is_adapter_dir(folder):  # a LoRA run: its base with the adapter merged in
-        model = load_merged(folder, AutoModelForQuestionAnswering)
-    else:
-        model = AutoModelForQuestionAnswering.from_pretrained(folder, **checkpoint_options(folder))
+    model = load_pretrained(folder, AutoModelForQuestionAnswering)
     return model.eval(), load_tokenizer(folder)
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmkit.checkpoints import require_model_dir
 from llmkit.console import is_main_process
 from llmkit.errors import UserError
 from llmkit.rundir import write_atomic
@@ -62,7 +63,6 @@ def run_evaluate(
         RELATIVE_POSITIONS,
         load_for_inference,
         model_positions,
-        require_model_dir,
     )
     from llmkit.perplexity import document_prefix_id
 

@@ -10,16 +10,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import transformers
 from transformers import Trainer, TrainerCallback, set_seed
 
 from llmkit.adapters import add_lora, check_quantization, parameter_counts
 from llmkit.errors import UserError
 from llmkit.fast_path import prepare_for_training
+from llmkit.models import load_with_head
 from llmkit.recipe import Recipe
 from llmkit.rundir import Card, Run
+from llmkit.search.trial import trial_callbacks
 from llmkit.tasks import check_task_name
-from llmkit.tasks.prepared import PreparedTask
+from llmkit.tasks.kind import TaskKind
+from llmkit.tasks.prepared import PreparedTask, checkpoint_path, finetuning_of
 from llmkit.training import build_trainer, settings_used, train_guarded, training_arguments
+
+
+def describe_task(recipe: Recipe) -> dict[str, str]:
+    """What a finetune dry run checks and shows: the task is known, its kind and head, what
+    the kind audits in its data (sft), and with model.lora the trainable parameters."""
+    kind = check_task_name(recipe.task.name)
+    shown = {"task": recipe.task.name, "kind": f"{kind.name}/*", "head": kind.head}
+    if recipe.model.lora is not None:
+        shown.update(lora_parameters(recipe, kind))
+    audit = getattr(finetuning_of(kind), "audit", None)
+    return {**shown, **(audit(recipe) if audit else {})}
+
+
+def lora_parameters(recipe: Recipe, kind: TaskKind) -> dict[str, int]:
+    """Trainable and total parameters of model.path with the head and LoRA adapters."""
+    check_quantization(recipe.model.lora)
+    model = load_with_head(checkpoint_path(recipe), getattr(transformers, kind.head))
+    return parameter_counts(add_lora(model, recipe.model.lora, kind.head))
 
 
 def task_trainer(
@@ -73,7 +95,7 @@ def run_finetune(
     # A new head (or a new seq2seq model) is initialised when the task is prepared: from the
     # recipe's seed, not from whatever the process's random state happens to be.
     set_seed(recipe.seed)
-    task = kind.prepare(recipe, eval_only=eval_only)
+    task = finetuning_of(kind).prepare(recipe, eval_only=eval_only)
     if not task.trainer_has_fused_loss:
         prepare_for_training(task.model, recipe.train)
     lora = recipe.model.lora
@@ -88,7 +110,7 @@ def run_finetune(
         task.model.peft_config["default"].base_model_name_or_path = str(
             Path(recipe.model.path).resolve()
         )
-    trainer = task_trainer(recipe, task, run.dir, callbacks=callbacks)
+    trainer = task_trainer(recipe, task, run.dir, callbacks=[*trial_callbacks(), *callbacks])
     run.claim(main_process=trainer.is_world_process_zero())
 
     metrics = run.summary(

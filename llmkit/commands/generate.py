@@ -11,6 +11,7 @@ from typing import Any
 from rich.markup import escape
 from transformers import set_seed
 
+from llmkit.checkpoints import require_model_dir
 from llmkit.console import is_main_process, out
 from llmkit.data.streams import json_record
 from llmkit.errors import UserError
@@ -28,7 +29,6 @@ from llmkit.models import (
     is_vision_language,
     load_for_inference,
     load_vision_language,
-    require_model_dir,
 )
 
 

@@ -21,6 +21,7 @@ from transformers import (
     set_seed,
 )
 
+from llmkit.checkpoints import require_model_dir
 from llmkit.data.collators import build_collator, mask_once
 from llmkit.data.corpus import TextSample, packed_blocks, tokenizer_sample
 from llmkit.errors import UserError
@@ -35,11 +36,11 @@ from llmkit.models import (
     flops_per_token,
     load_model,
     parameter_count,
-    require_model_dir,
     special_token_ids,
 )
 from llmkit.recipe import Recipe
 from llmkit.rundir import Card, Run
+from llmkit.search.trial import trial_callbacks
 from llmkit.tokenizer import load_tokenizer, train_tokenizer_on
 from llmkit.training import (
     build_trainer,
@@ -274,7 +275,7 @@ def run_pretrain(
         preprocess_logits_for_metrics=functools.partial(
             summarize_predictions, shift=objective == "clm"
         ),
-        callbacks=callbacks,
+        callbacks=[*trial_callbacks(), *callbacks],
     )
 
     run.claim(main_process=trainer.is_world_process_zero())

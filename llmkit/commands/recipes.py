@@ -12,6 +12,7 @@ from pathlib import Path
 
 from llmkit.errors import UserError, did_you_mean
 from llmkit.recipe import shipped_recipes_dir
+from llmkit.tasks import KINDS
 
 LAUNCH_FOLDER = "accelerate"
 
@@ -36,8 +37,6 @@ def description(path: Path) -> str:
 
 def list_recipes() -> dict[str, dict[str, str]]:
     """The shipped files with what each is, and each fine-tuning task with its recipes."""
-    from llmkit.tasks import KINDS
-
     tasks = {}
     for kind in KINDS.values():
         for name in kind.names:

@@ -7,17 +7,16 @@ from typing import Any
 
 from llmkit.errors import UserError
 from llmkit.report import (
-    Search,
     comparison_rows,
     differing_keys,
     load_run,
-    load_search,
     markdown_page,
     plot_losses,
     plot_search,
     trial_rows,
 )
 from llmkit.rundir import is_finished_run, write_atomic
+from llmkit.search.study import Search, load_search
 
 
 def run_report(run_dirs: list[str | Path], output: str | Path | None = None) -> dict[str, Any]:

@@ -57,27 +57,3 @@ def check_task_name(task_name: str | None) -> TaskKind:
             f"tasks: {', '.join(names)}",
         )
     return kind_of(task_name)
-
-
-def describe_task(recipe) -> dict[str, str]:
-    """What a finetune dry run checks and shows: the task is known, its kind and head, what
-    the kind audits in its data (sft), and with model.lora the trainable parameters."""
-    kind = check_task_name(recipe.task.name)
-    shown = {"task": recipe.task.name, "kind": f"{kind.name}/*", "head": kind.head}
-    if recipe.model.lora is not None:
-        shown.update(lora_parameters(recipe, kind))
-    return {**shown, **kind.audit(recipe)}
-
-
-def lora_parameters(recipe, kind: TaskKind) -> dict[str, int]:
-    """Trainable and total parameters of model.path with the head and LoRA adapters."""
-    import transformers
-
-    from llmkit.adapters import add_lora, check_quantization, parameter_counts
-    from llmkit.models import load_with_head
-    from llmkit.tasks.prepared import checkpoint_path
-
-    check_quantization(recipe.model.lora)
-    head = getattr(transformers, kind.head)
-    model = load_with_head(checkpoint_path(recipe), head)
-    return parameter_counts(add_lora(model, recipe.model.lora, kind.head))

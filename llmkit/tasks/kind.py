@@ -1,22 +1,17 @@
 """What a task kind declares: its recipe keys and its registry entry.
 
 Light on purpose: the recipe schema and the CLI read every kind's entry without loading any
-model or data code; `prepare` imports the kind's `finetune.py` only when a run starts.
+model or data code. What a kind does (prepare a run, rank runs) is its `finetune.py`, reached
+through `tasks.prepared.finetuning_of(kind)`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import import_module
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from llmkit.schema import Section
-
-if TYPE_CHECKING:
-    from llmkit.recipe import Recipe
-    from llmkit.tasks.prepared import PreparedTask
 
 
 class TaskKeys(Section):
@@ -56,8 +51,6 @@ class TaskKind:
     recipes: tuple[str, ...]  # shipped recipes that run it
     # tasks of this kind with keys of their own (seq2seq/translation: languages)
     task_keys: dict[str, type[TaskKeys]] = field(default_factory=dict)
-    # its finetune.py has `audit(recipe) -> dict`: what a dry run reads the data to show
-    audits: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -65,17 +58,3 @@ class TaskKind:
 
     def keys_of(self, task_name: str) -> type[TaskKeys]:
         return self.task_keys.get(task_name, self.keys)
-
-    def prepare(self, recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-        """The task loaded, encoded and given its model (imports the kind's code now)."""
-        return self._finetune().prepare(recipe, eval_only=eval_only)
-
-    def main_metric(self, recipe: Recipe) -> str:
-        """The metrics.json key that ranks this task's runs (sweeps search it by default)."""
-        return self._finetune().main_metric(recipe)
-
-    def audit(self, recipe: Recipe) -> dict:
-        return self._finetune().audit(recipe) if self.audits else {}
-
-    def _finetune(self):
-        return import_module(f"llmkit.tasks.{self.name}.finetune")

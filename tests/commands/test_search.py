@@ -14,7 +14,9 @@ from helpers import TINY_MODEL, set_args
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from llmkit.errors import UserError
-from llmkit.search import PRUNED_FILE, TrialReporter, good_share, make_pruner, parse_space
+from llmkit.search.space import parse_space
+from llmkit.search.study import good_share, make_pruner
+from llmkit.search.trial import PRUNED_FILE, TrialReporter
 
 TINY_SEARCH = [*TINY_MODEL, "model.layers=1", "train.max_steps=6", "train.eval_every=2"]
 TINY_SEARCH += ["train.batch_size=8"]

@@ -19,9 +19,10 @@ from llmkit.cli import app
 from llmkit.commands.pretrain import run_pretrain
 from llmkit.commands.recipes import copy_recipe, list_recipes, recipe_file
 from llmkit.commands.report import run_report
-from llmkit.commands.sweep import Sweep, grid_points, parse_grid, run_sweep, shell_lines
+from llmkit.commands.sweep import grid_points, parse_grid, run_sweep, shell_lines
 from llmkit.errors import UserError
 from llmkit.recipe import load_recipe
+from llmkit.search.runs import Sweep
 
 GRID = ["train.lr=1e-3,3e-3", "model.layers=1,2"]
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]  # matplotlib's first five

@@ -107,12 +107,13 @@ def sft_trainer(model_dir, tmp_path, *overrides):
     """The fine-tuning Trainer `finetune` would build for the SST-2 completion recipe."""
     from llmkit.commands.finetune import task_trainer
     from llmkit.tasks import check_task_name
+    from llmkit.tasks.prepared import finetuning_of
 
     recipe = load_recipe(
         "sft-completion",
         [f"model.path={model_dir}", "train.batch_size=4", "model.dropout=0", *overrides],
     )
-    task = check_task_name(recipe.task.name).prepare(recipe, eval_only=False)
+    task = finetuning_of(check_task_name(recipe.task.name)).prepare(recipe, eval_only=False)
     trainer = task_trainer(recipe, task, tmp_path)
     return trainer, task
 

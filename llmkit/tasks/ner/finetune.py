@@ -15,9 +15,9 @@ from transformers import (
     Trainer,
 )
 
+from llmkit.checkpoints import require_model_dir
 from llmkit.errors import UserError
 from llmkit.metrics import EntityMetric
-from llmkit.models import require_model_dir
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
 from llmkit.tasks.ner.data import IGNORED, align_labels, label_names, split_source, word_tags

@@ -31,5 +31,4 @@ KIND = TaskKind(
     keys=SftKeys,
     head="AutoModelForCausalLM",
     recipes=("sft-chat", "sft-completion"),
-    audits=True,
 )

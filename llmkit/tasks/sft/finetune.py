@@ -14,10 +14,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, Trainer
 from trl import SFTConfig, SFTTrainer
 
 from llmkit.adapters import quantization_options
+from llmkit.checkpoints import require_model_dir
 from llmkit.console import note
 from llmkit.errors import UserError
 from llmkit.generation import generate_batch
-from llmkit.models import language_modeling_of, load_with_head, model_positions, require_model_dir
+from llmkit.models import language_modeling_of, load_with_head, model_positions
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
 from llmkit.tasks.prepared import PreparedTask, checkpoint_path
