@@ -38,3 +38,46 @@ def test_help_paragraphs_are_wrapped_by_rich_alone():
     pairs = zip(lines, lines[1:], strict=False)
     cut_short = [a for a, b in pairs if a and b and len(a) < 55]
     assert not cut_short, cut_short
+
+
+# Verbs whose function passes flags on (**values): where those flags' defaults are declared.
+def _forwarded():
+    from llmkit.commands.answer import run_answer
+    from llmkit.commands.generate import run_generate
+    from llmkit.generation import DecodingOptions
+    from llmkit.search.runs import Sweep
+
+    return {"generate": [run_generate, DecodingOptions], "answer": [run_answer], "sweep": [Sweep]}
+
+
+def test_every_flag_reaches_a_parameter_and_its_help_tells_its_real_default():
+    """Each flag of each verb names a parameter of the function the verb calls (or of what it
+    passes its flags on to); a typer default equals that parameter's, and a help text that
+    states a literal default, "(default: 16)", states the one in the signature."""
+    import inspect
+    import re
+
+    from llmkit.commands import RECIPE, RECIPE_FLAGS, RESUME, SET, VERBS
+
+    forwarded = _forwarded()
+    checked = 0
+    for verb in VERBS:
+        # --recipe and --set are read by the CLI, which hands the function the recipe
+        run_flags = [f for f in RECIPE_FLAGS if f not in (RECIPE, SET)] if verb.recipe else []
+        flags = [*verb.flags, *run_flags, *([RESUME] if verb.recipe and verb.resumable else [])]
+        signatures = [inspect.signature(verb.run())]
+        signatures += [inspect.signature(f) for f in forwarded.get(verb.name, ())]
+        for flag in flags:
+            where = f"{verb.name} {flag.flags or flag.name}"
+            found = [s.parameters[flag.name] for s in signatures if flag.name in s.parameters]
+            assert found, f"{where}: no parameter {flag.name} in the function it reaches"
+            default = found[0].default
+            if flag.default is ...:
+                assert default is inspect.Parameter.empty, f"{where} is required, not {default}"
+            elif flag.default is not None:
+                assert flag.default == default, f"{where}: flag {flag.default}, function {default}"
+            stated = re.search(r"\(default:? ([\w.]+)\)", flag.help)
+            if stated:
+                checked += 1
+                assert stated.group(1) == str(default), f"{where}: help says {stated.group(1)}"
+    assert checked >= 6  # the test reads the help texts it means to

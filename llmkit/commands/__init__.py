@@ -226,7 +226,12 @@ VERBS = (
             MODEL,
             Flag("data", str, "--data -d", "A file, folder, known name or builtin.", ...),
             Flag("split", str, "--split", "Split of a known name (default: test)."),
-            Flag("text_column", str, "--text-column", "Column to score (default: text)."),
+            Flag(
+                "text_column",
+                str,
+                "--text-column",
+                "Column to score (default: text, or the only column of strings).",
+            ),
             Flag("max_length", int, "--max-length", "Window length (default: the positions)."),
             Flag("stride", int, "--stride", "Sliding-window step (default: half of --max-length)."),
             Flag("batch_size", int, "--batch-size", "Windows per forward pass (default: 16)."),
@@ -323,7 +328,12 @@ VERBS = (
                 "--prompts",
                 "A .txt (one prompt a line) or .jsonl file (a prompt field).",
             ),
-            Flag("max_new_tokens", int, "--max-new-tokens", "Tokens to add (default 64)."),
+            Flag(
+                "max_new_tokens",
+                int,
+                "--max-new-tokens",
+                "Tokens to add (default: the run's generation_config.json, else 64).",
+            ),
             Flag("do_sample", bool, "--do-sample/--greedy", "Sample instead of greedy decoding."),
             Flag("temperature", float, "--temperature", "Sampling temperature."),
             Flag(
