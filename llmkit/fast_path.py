@@ -5,7 +5,7 @@ where the GPU has bf16 units, and `train.compile: auto` compiles the model with
 torch.compile; TF32 matmuls are allowed for what stays in fp32. On a CPU both stay off: on
 this project's AMX machines bf16 autocast trained small models ~10% slower than fp32 (its
 faster matrix products do not pay for slower CPU attention and the casts), and compilation
-did not repay its start-up time in short CPU runs (README, "The GPU fast path").
+did not repay its start-up time in short CPU runs (docs/fast-paths.md).
 `train.chunked_loss: auto` computes the output layer and the loss in chunks (fused_loss.py)
 on CPUs, where it measured 1.4× (GPT-2) and 2.3× (BERT) faster per step; GPUs have Liger's
 fused kernels for that (`train.liger`). The rest needs no switch: attention is PyTorch SDPA

@@ -323,7 +323,7 @@ def build_trainer(
             "[yellow]warning:[/] accelerate launch was asked for several processes but started "
             "one (without GPUs its default launcher runs a single process): this run trains "
             "alone. On CPUs, start N processes with `torchrun --nproc_per_node N -m llmkit ...` "
-            "(README, Scaling out)."
+            "(docs/scaling.md)."
         )
     return trainer
 

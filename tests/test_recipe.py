@@ -121,16 +121,15 @@ def test_yaml_is_read_safely(tmp_path):
 
 
 def test_the_readme_lists_every_recipe_key_with_its_default():
-    """README's annotated recipe is the user's reference: it must match the schema, and the
-    task keys stand under the kinds that read them."""
+    """docs/recipes.md's annotated recipe is the user's reference: it must match the schema,
+    and the task keys stand under the kinds that read them."""
     import re
 
     from llmkit.recipe import Recipe
     from llmkit.tasks import KINDS, owners_of
     from llmkit.tasks.kind import TaskKeys
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Recipes") :]
+    section = (Path(__file__).parents[1] / "docs" / "recipes.md").read_text()
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     listed = yaml.safe_load(block)
     defaults = Recipe().model_dump(mode="json")
@@ -151,7 +150,9 @@ def test_the_readme_lists_every_recipe_key_with_its_default():
     )
     for key, value in LoraConfig().model_dump(mode="json").items():
         value = int(value) if isinstance(value, float) and value.is_integer() else value
-        assert f"{key}: {value}" in comment, f"README's model.lora comment lacks {key}: {value}"
+        assert f"{key}: {value}" in comment, (
+            f"docs/recipes.md's model.lora comment lacks {key}: {value}"
+        )
     # Under "# glue/*, qa/*:" headings: exactly the keys the registry says those kinds read.
     task_lines = block[block.index("\ntask:") :].split("\ntrain:")[0].splitlines()[2:]
     owners = set()  # before the first heading: keys every kind reads
@@ -162,18 +163,18 @@ def test_the_readme_lists_every_recipe_key_with_its_default():
             continue
         key = line.split(":")[0].strip()
         expected = set() if key in TaskKeys.model_fields else set(owners_of(key))
-        assert owners == expected, f"README lists task.{key} under {owners or 'all kinds'}"
+        assert owners == expected, f"docs/recipes.md lists task.{key} under {owners or 'all kinds'}"
 
 
-def test_every_task_kind_has_a_shipped_recipe_and_a_readme_row():
+def test_every_task_kind_has_a_shipped_recipe_and_a_row_in_finetunes_page():
     from llmkit.recipe import shipped_recipe_names
     from llmkit.tasks import KINDS
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    table = readme[readme.index("| `task.name` |") :].split("\n\n")[0]
+    page = (Path(__file__).parents[1] / "docs" / "commands" / "finetune.md").read_text()
+    table = page[page.index("| `task.name` |") :].split("\n\n")[0]
     for kind in KINDS.values():
         rows = [row for row in table.splitlines() if row.startswith(f"| `{kind.name}/")]
-        assert rows, f"README's finetune table has no row for {kind.name}/*"
+        assert rows, f"docs/commands/finetune.md's table has no row for {kind.name}/*"
         assert all(kind.head.removeprefix("AutoModelFor") in row for row in rows)
         for name in kind.recipes:
             assert name in shipped_recipe_names()

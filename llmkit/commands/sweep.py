@@ -116,7 +116,7 @@ def sweep_from_flags(print_only: bool = False, **flags: Any) -> dict[str, Any] |
     if print_only and sweep.searches:
         raise UserError(
             "--print lists a plain grid's points; a search chooses its trials as it goes",
-            "run it, or share one study between machines (README, llmkit sweep)",
+            "run it, or share one study between machines (docs/commands/sweep.md)",
         )
     if not print_only:
         return run_sweep(sweep)

@@ -4,7 +4,7 @@ A kind is a folder, `tasks/<kind>/`: its `__init__.py` declares the kind's `task
 its registry entry (`KIND`), `data.py` how its data reads, `finetune.py` its head, encoding,
 metrics and prediction files (`prepare`, returning a `PreparedTask`). Task names carry their
 kind as a prefix: `glue/sst2`, `qa/squad`. The recipe schema, `finetune`, `llmkit recipes`
-and the README's task table all read `KINDS`.
+and the task table of docs/commands/finetune.md all read `KINDS`.
 """
 
 from __future__ import annotations
