@@ -9,11 +9,14 @@ install:  ## torch first, as the CPU wheel: an unpinned torch pulls GBs of CUDA
 	$(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[dev,eval]"
 
+# One worker per core (pytest-xdist); an idle worker takes tests queued for a busy one.
+PYTEST = $(PYTHON) -m pytest -q -n auto --dist worksteal
+
 test:
-	$(PYTHON) -m pytest -q
+	$(PYTEST)
 
 test-fast:  ## the inner loop: everything but the end-to-end runs marked slow
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint:
 	$(PYTHON) -m ruff check llmkit tests benchmarks

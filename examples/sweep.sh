@@ -5,11 +5,13 @@
 #
 #   bash examples/sweep.sh                  # tiny CPU runs on the built-in corpus
 #   STEPS=2000 RECIPE=gpt2-small bash examples/sweep.sh
+#   ARGS="--set tokenizer.path=runs/tokenizer-byte-bpe" bash examples/sweep.sh   # flags for every run
 set -euo pipefail
 
 RECIPE=${RECIPE:-gpt2-tiny}
 STEPS=${STEPS:-100}
 OUT=${OUT:-runs/shell-sweep}
+read -r -a EXTRA <<< "${ARGS:-}"
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
 
@@ -24,7 +26,7 @@ for lr in 3e-4 1e-3; do
     # A failed run must not end the sweep: note it and go on.
     if llmkit pretrain-clm --recipe "$RECIPE" --output-dir "$run" --json \
         --set train.lr="$lr" --set model.layers="$layers" --set train.max_steps="$STEPS" \
-        | tail -1 >> "$OUT/results.jsonl"; then
+        ${EXTRA[@]+"${EXTRA[@]}"} | tail -1 >> "$OUT/results.jsonl"; then
       echo "done $run"
     else
       echo "FAILED $run (exit ${PIPESTATUS[0]})" >&2

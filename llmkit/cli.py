@@ -99,10 +99,10 @@ def when_run(function: Callable[[], Callable]) -> Callable[..., Any]:
 
 
 def _typer_parameter(flag: Flag) -> inspect.Parameter:
-    if flag.flags:
-        default = typer.Option(flag.default, *flag.flags.split(), help=flag.help)
-    else:
+    if flag.positional:
         default = typer.Argument(flag.default, help=flag.help)
+    else:
+        default = typer.Option(flag.default, *flag.flags.split(), help=flag.help)
     return inspect.Parameter(
         flag.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=flag.type
     )

@@ -39,9 +39,11 @@ def shipped_task_names() -> list[str]:
     return sorted(path.stem for path in SHIPPED_TASKS.glob("*.yaml"))
 
 
-def task_manager(include: list[Path], metadata: dict[str, Any]):
-    """The harness's tasks, llmkit's shipped ones and the user's folders of task YAMLs.
-    `metadata` reaches each task's dataset loader (the shipped ones read `local_dir`)."""
+def task_manager(include: list[Path], metadata: dict[str, Any], names: list[str]):
+    """The tasks that `names` can be found among: llmkit's shipped ones and the user's
+    folders of task YAMLs, and the harness's own unless those folders hold every name
+    (indexing the harness's ~15,000 task files takes seconds). `metadata` reaches each task's
+    dataset loader (the shipped ones read `local_dir`)."""
     require_harness()
     from lm_eval.tasks import TaskManager
 
@@ -49,6 +51,9 @@ def task_manager(include: list[Path], metadata: dict[str, Any]):
         if not Path(folder).is_dir():
             raise UserError(f"--include {folder} is not a folder of task YAML files")
     paths = [str(SHIPPED_TASKS), *(str(folder) for folder in include)]
+    local = TaskManager(include_path=paths, include_defaults=False, metadata=metadata)
+    if all(name in local.all_tasks for name in names):
+        return local
     return TaskManager(include_path=paths, metadata=metadata)
 
 

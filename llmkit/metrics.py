@@ -65,21 +65,35 @@ def language_model_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return metrics
 
 
+def metric_info(description: str, citation: str, inputs: str, prediction, reference):
+    """evaluate's MetricInfo of a metric scoring `predictions` (each of feature type
+    `prediction`) against `references` (`reference`)."""
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs,
+        features=datasets.Features({"predictions": prediction, "references": reference}),
+    )
+
+
+TEXT = datasets.Value("string")
+TEXTS = datasets.Sequence(TEXT)
+
+
 class GlueMetric(evaluate.Metric):
     """GLUE's official metrics for one task (`config_name`), computed with scikit-learn and
     scipy, so that nothing is fetched from the hub (evaluate.load("glue") would be)."""
 
     def _info(self) -> evaluate.MetricInfo:
-        dtype = "float32" if self.config_name == "stsb" else "int64"
-        return evaluate.MetricInfo(
-            description="GLUE: Matthews correlation (CoLA), F1 and accuracy (MRPC, QQP), "
-            "Pearson and Spearman correlation (STS-B), accuracy (the others).",
-            citation="Wang et al., GLUE: A Multi-Task Benchmark and Analysis Platform for "
-            "Natural Language Understanding, 2019.",
-            inputs_description="predictions and references: label ids (STS-B: scores)",
-            features=datasets.Features(
-                {"predictions": datasets.Value(dtype), "references": datasets.Value(dtype)}
-            ),
+        label = datasets.Value("float32" if self.config_name == "stsb" else "int64")
+        return metric_info(
+            "GLUE: Matthews correlation (CoLA), F1 and accuracy (MRPC, QQP), Pearson and "
+            "Spearman correlation (STS-B), accuracy (the others).",
+            "Wang et al., GLUE: A Multi-Task Benchmark and Analysis Platform for Natural "
+            "Language Understanding, 2019.",
+            "predictions and references: label ids (STS-B: scores)",
+            label,
+            label,
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:
@@ -128,17 +142,12 @@ class SquadMetric(evaluate.Metric):
     against its best-matching reference answer, averaged, as percentages."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description="SQuAD v1.1 exact match and token F1 after normalisation.",
-            citation="Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension "
-            "of Text, 2016.",
-            inputs_description="predictions: answer texts; references: lists of answer texts",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
+        return metric_info(
+            "SQuAD v1.1 exact match and token F1 after normalisation.",
+            "Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension of Text, 2016.",
+            "predictions: answer texts; references: lists of answer texts",
+            TEXT,
+            TEXTS,
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:
@@ -159,17 +168,13 @@ class EntityMetric(evaluate.Metric):
     seqeval's definitions, computed by seqeval."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description="Named-entity recognition scores over IOB tag sequences (seqeval).",
-            citation="Tjong Kim Sang and De Meulder, Introduction to the CoNLL-2003 Shared "
-            "Task, 2003; seqeval (Nakayama, 2018).",
-            inputs_description="predictions and references: one tag sequence per sentence",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("string")),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
+        return metric_info(
+            "Named-entity recognition scores over IOB tag sequences (seqeval).",
+            "Tjong Kim Sang and De Meulder, Introduction to the CoNLL-2003 Shared Task, 2003; "
+            "seqeval (Nakayama, 2018).",
+            "predictions and references: one tag sequence per sentence",
+            TEXTS,
+            TEXTS,
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:
@@ -196,13 +201,12 @@ class GenerationMetric(evaluate.Metric):
     (`config_name="translation"`, sacrebleu's default 13a tokenisation). All × 100."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description="ROUGE (summarization) or BLEU and chrF (translation).",
-            citation="Lin, ROUGE, 2004; Post, A Call for Clarity in Reporting BLEU Scores, 2018.",
-            inputs_description="predictions: generated texts; references: one text each",
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
+        return metric_info(
+            "ROUGE (summarization) or BLEU and chrF (translation).",
+            "Lin, ROUGE, 2004; Post, A Call for Clarity in Reporting BLEU Scores, 2018.",
+            "predictions: generated texts; references: one text each",
+            TEXT,
+            TEXT,
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:

@@ -92,13 +92,18 @@ def build_model_config(
         "initializer_range": model.initializer_range,
     }
     intermediate = model.intermediate or 4 * model.hidden
+    # The recipe's shape under transformers' common names, which each config maps to its own
+    # (GPT-2's n_embd and n_layer, T5's d_model and num_heads, BART's encoder_layers, ...).
+    shape = {
+        "vocab_size": vocab,
+        "hidden_size": model.hidden,
+        "num_hidden_layers": model.layers,
+        "num_attention_heads": model.heads,
+    }
     if model.family == "gpt2":
         config = GPT2Config(
-            vocab_size=vocab,
+            **shape,
             n_positions=positions,
-            n_embd=model.hidden,
-            n_layer=model.layers,
-            n_head=model.heads,
             n_inner=intermediate,
             resid_pdrop=model.dropout,
             embd_pdrop=model.dropout,
@@ -109,11 +114,8 @@ def build_model_config(
         # SwiGLU has three matrices, so ~8/3 x hidden keeps the parameters of a 4 x MLP.
         llama_intermediate = model.intermediate or 32 * math.ceil(8 * model.hidden / 3 / 32)
         config = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=model.hidden,
+            **shape,
             intermediate_size=llama_intermediate,
-            num_hidden_layers=model.layers,
-            num_attention_heads=model.heads,
             num_key_value_heads=model.kv_heads or model.heads,
             max_position_embeddings=positions,
             attention_dropout=model.dropout,
@@ -122,10 +124,7 @@ def build_model_config(
     elif model.family in ("bert", "roberta"):
         roberta = model.family == "roberta"
         config = (RobertaConfig if roberta else BertConfig)(
-            vocab_size=vocab,
-            hidden_size=model.hidden,
-            num_hidden_layers=model.layers,
-            num_attention_heads=model.heads,
+            **shape,
             intermediate_size=intermediate,
             hidden_dropout_prob=model.dropout,
             attention_probs_dropout_prob=model.dropout,
@@ -135,13 +134,10 @@ def build_model_config(
         )
     elif model.family == "t5":
         config = T5Config(
-            vocab_size=vocab,
-            d_model=model.hidden,
+            **shape,
             d_kv=model.hidden // model.heads,
             d_ff=intermediate,
-            num_layers=model.layers,
             num_decoder_layers=model.layers,
-            num_heads=model.heads,
             dropout_rate=model.dropout,
             initializer_factor=1.0,
             tie_word_embeddings=model.tie_embeddings,
@@ -151,11 +147,8 @@ def build_model_config(
         )
     elif model.family == "bart":
         config = BartConfig(
-            vocab_size=vocab,
-            d_model=model.hidden,
-            encoder_layers=model.layers,
+            **shape,  # the encoder's layers and heads; the decoder's are the same
             decoder_layers=model.layers,
-            encoder_attention_heads=model.heads,
             decoder_attention_heads=model.heads,
             encoder_ffn_dim=intermediate,
             decoder_ffn_dim=intermediate,
@@ -365,7 +358,6 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read the model config in {folder}: {e}") from e
     modeling = language_modeling_of(config)
-    tokenizer = load_tokenizer(folder)
     precision = resolve_precision(precision, "--precision")
     cls = {"clm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM}.get(
         modeling, AutoModelForSeq2SeqLM
@@ -374,6 +366,7 @@ def load_for_inference(path: str | Path, precision: str = "auto"):
         model = load_pretrained(folder, cls, dtype=DTYPES[precision])
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the model in {folder}: {e}") from e
+    tokenizer = load_tokenizer(folder)
     check_model_fits(model.config, len(tokenizer), 1)
     use_fused_activations(model)
     if torch.cuda.is_available():

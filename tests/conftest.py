@@ -1,16 +1,29 @@
 """Every test runs offline, with its own packed-block cache. Fixtures only; what tests share
-otherwise is in helpers.py."""
+otherwise is in helpers.py.
+
+`make test` runs the suite in one worker process per core (pytest-xdist). Each worker, and
+every process a test starts, then computes on one thread: two workers with a pool of threads
+each would fight over the cores (torch's threads spin while they wait) and run slower than
+one. The tiny models that many tests use are trained once for the whole run, by whichever
+worker needs one first (`helpers.built_once`)."""
 
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.pop("LLMKIT_DATA_DIR", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[threads] = "1"
 
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from helpers import FIXTURES, SHARED_DATA, TINY, invoke, read_rows  # noqa: E402
+import torch  # noqa: E402
+from helpers import FIXTURES, SHARED_DATA, TINY, built_once, invoke, read_rows  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def pytest_configure(config):
@@ -62,37 +75,34 @@ def shared_data():
     return find
 
 
-def _trained(tmp_path_factory, recipe, objective):
+def _trained(tmp_path_factory, name: str, recipe: str, objective: str, overrides) -> Path:
+    """A run trained once per test session, shared by every worker."""
     from llmkit.commands.pretrain import run_pretrain
     from llmkit.recipe import load_recipe
 
-    out = tmp_path_factory.mktemp(f"trained-{objective}") / "run"
-    run_pretrain(load_recipe(recipe, TINY), objective, output_dir=out)
-    return out
+    def train(folder: Path) -> dict:
+        return run_pretrain(load_recipe(recipe, overrides), objective, output_dir=folder)
+
+    return built_once(tmp_path_factory, name, train)[0]
 
 
 @pytest.fixture(scope="session")
 def trained_clm(tmp_path_factory) -> Path:
-    return _trained(tmp_path_factory, "gpt2-tiny", "clm")
+    return _trained(tmp_path_factory, "trained-clm", "gpt2-tiny", "clm", TINY)
 
 
 @pytest.fixture(scope="session")
 def trained_mlm(tmp_path_factory) -> Path:
-    return _trained(tmp_path_factory, "bert-tiny", "mlm")
+    return _trained(tmp_path_factory, "trained-mlm", "bert-tiny", "mlm", TINY)
 
 
 @pytest.fixture(scope="session")
 def trained_clm_128(tmp_path_factory) -> Path:
     """A causal LM with room for a prompt and its answer (128 positions, hidden 128), for
     supervised fine-tuning."""
-    from llmkit.commands.pretrain import run_pretrain
-    from llmkit.recipe import load_recipe
-
     overrides = [*TINY, "data.seq_len=128", "model.hidden=128", "model.heads=4"]
     overrides += ["train.max_steps=150"]
-    out = tmp_path_factory.mktemp("trained-clm-128") / "run"
-    run_pretrain(load_recipe("gpt2-tiny", overrides), "clm", output_dir=out)
-    return out
+    return _trained(tmp_path_factory, "trained-clm-128", "gpt2-tiny", "clm", overrides)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 settings, and small helpers for reading a command's output and the corpus pipeline."""
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -23,6 +25,23 @@ TINY = [
     "train.lr=2e-3",
     "data.validation_fraction=0",
 ]
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], dict]) -> tuple[Path, dict]:
+    """(folder, summary): `build(folder)` run once per test session, by whichever pytest-xdist
+    worker asks first (the others wait on a file lock), in the session's common temporary
+    folder; the summary it returns is kept beside the folder for the others. What is built
+    this way is read, never changed: a test that changes it works on a copy."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the folder all workers' temporary folders are in
+    folder, summary = shared / name, shared / f"{name}.json"
+    with FileLock(shared / f"{name}.lock"):
+        if not summary.is_file():
+            summary.write_text(json.dumps(build(folder), default=str))
+    return folder, json.loads(summary.read_text())
 
 
 def set_args(overrides) -> list[str]:

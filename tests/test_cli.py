@@ -68,7 +68,7 @@ def test_every_flag_reaches_a_parameter_and_its_help_tells_its_real_default():
         signatures = [inspect.signature(verb.run())]
         signatures += [inspect.signature(f) for f in forwarded.get(verb.name, ())]
         for flag in flags:
-            where = f"{verb.name} {flag.flags or flag.name}"
+            where = f"{verb.name} {flag.flags}"
             found = [s.parameters[flag.name] for s in signatures if flag.name in s.parameters]
             assert found, f"{where}: no parameter {flag.name} in the function it reaches"
             default = found[0].default

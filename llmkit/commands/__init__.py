@@ -23,11 +23,21 @@ from llmkit.tasks import task_names
 
 @dataclass(frozen=True)
 class Flag:
-    name: str  # the parameter of the verb's function it fills
+    # as typed: "--top-k", "--model -m", "--do-sample/--greedy"; a positional argument: a name
+    flags: str
     type: Any
-    flags: str  # as typed: "--model -m", "--do-sample/--greedy"; "" for a positional argument
     help: str
     default: Any = None  # None: left out (the function's default); ...: required
+    name: str = ""  # the parameter of the verb's function it fills (default: --top-k → top_k)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            first = self.flags.split()[0].split("/")[0]
+            object.__setattr__(self, "name", first.lstrip("-").replace("-", "_"))
+
+    @property
+    def positional(self) -> bool:
+        return not self.flags.startswith("-")
 
 
 @dataclass(frozen=True)
@@ -48,38 +58,40 @@ class Verb:
 
 
 # Flags several verbs share, declared once.
-RECIPE = Flag("recipe", str, "--recipe -r", "A recipe YAML path, or a shipped recipe's name.", ...)
+RECIPE = Flag("--recipe -r", str, "A recipe YAML path, or a shipped recipe's name.", ...)
 SET = Flag(
-    "overrides",
-    list[str],
     "--set",
+    list[str],
     "Override one recipe key, the value parsed as YAML: --set data.seq_len=256 (repeatable).",
+    name="overrides",
 )
 RECIPE_FLAGS = (
     RECIPE,
     SET,
-    Flag("output_dir", Path, "--output-dir -o", "Run directory (default: runs/<recipe name>)."),
-    Flag("overwrite", bool, "--overwrite", "Replace a run already in the output directory.", False),
+    Flag("--output-dir -o", Path, "Run directory (default: runs/<recipe name>)."),
+    Flag("--overwrite", bool, "Replace a run already in the output directory.", False),
 )
 RESUME = Flag(
-    "resume",
-    str,
     "--resume",
+    str,
     "Continue a run: 'auto' (its newest complete checkpoint, or a fresh start) or a "
     "checkpoint/run path.",
 )
-DRY_RUN = Flag("dry_run", bool, "--dry-run", "Print the resolved recipe and exit.", False)
-MODEL = Flag("model_dir", Path, "--model -m", "A run directory or save_pretrained folder.", ...)
+DRY_RUN = Flag("--dry-run", bool, "Print the resolved recipe and exit.", False)
+MODEL = Flag(
+    "--model -m", Path, "A run directory or save_pretrained folder.", ..., name="model_dir"
+)
 PRECISION = Flag(
-    "precision",
-    str,
     "--precision",
+    str,
     "fp32, bf16, fp16 (GPU) or auto (bf16 on a GPU with bf16 units, else fp32). Default: fp32 "
     "for eval-ppl and evaluate, so that perplexities compare across machines and with "
     "lm-evaluation-harness; auto for generate, for speed.",
 )
-JSON = Flag("as_json", bool, "--json", "Print the summary as one JSON line, last on stdout.", False)
-RECIPE_NAME = Flag("name", str, "", "A name from `llmkit recipes ls`.", ...)
+JSON = Flag(
+    "--json", bool, "Print the summary as one JSON line, last on stdout.", False, name="as_json"
+)
+RECIPE_NAME = Flag("name", str, "A name from `llmkit recipes ls`.", ...)
 
 
 # The verbs' functions that import torch and transformers, each imported when its verb runs:
@@ -198,9 +210,8 @@ VERBS = (
         finetune_function,
         (
             Flag(
-                "eval_only",
-                bool,
                 "--eval-only",
+                bool,
                 "Evaluate model.path (already fine-tuned) without training.",
                 False,
             ),
@@ -224,34 +235,31 @@ VERBS = (
         eval_ppl_function,
         (
             MODEL,
-            Flag("data", str, "--data -d", "A file, folder, known name or builtin.", ...),
-            Flag("split", str, "--split", "Split of a known name (default: test)."),
+            Flag("--data -d", str, "A file, folder, known name or builtin.", ...),
+            Flag("--split", str, "Split of a known name (default: test)."),
             Flag(
-                "text_column",
-                str,
                 "--text-column",
+                str,
                 "Column to score (default: text, or the only column of strings).",
             ),
-            Flag("max_length", int, "--max-length", "Window length (default: the positions)."),
-            Flag("stride", int, "--stride", "Sliding-window step (default: half of --max-length)."),
-            Flag("batch_size", int, "--batch-size", "Windows per forward pass (default: 16)."),
+            Flag("--max-length", int, "Window length (default: the positions)."),
+            Flag("--stride", int, "Sliding-window step (default: half of --max-length)."),
+            Flag("--batch-size", int, "Windows per forward pass (default: 16)."),
             PRECISION,
             Flag(
-                "detokenize",
-                bool,
                 "--detokenize/--no-detokenize",
+                bool,
                 "Undo WikiText's tokenization first (default: for WikiText).",
             ),
-            Flag("local_dir", str, "--local-dir", "Local copy of a known name."),
+            Flag("--local-dir", str, "Local copy of a known name."),
             Flag(
-                "metrics",
-                str,
                 "--metrics",
+                str,
                 "The figures to compute, comma-separated: token, word, byte, bpb (default: all; "
                 "token alone is one pass, the others share the document pass). Masked LMs: "
                 "pseudo.",
             ),
-            Flag("output", Path, "--output", "Also write the results to this JSON file."),
+            Flag("--output", Path, "Also write the results to this JSON file."),
         ),
         show=console.show_summary("eval-ppl {model} on {data}"),
     ),
@@ -269,46 +277,34 @@ VERBS = (
         evaluate_function,
         (
             Flag(
-                "model_dir",
-                Path,
                 "--model -m",
+                Path,
                 "A causal LM or encoder-decoder: run directory, checkpoint or LoRA run.",
                 ...,
+                name="model_dir",
             ),
+            Flag("--tasks -t", str, "Harness tasks, groups or tags, comma-separated.", ...),
+            Flag("--num-fewshot", int, "Examples before each (default: the task's)."),
             Flag(
-                "tasks", str, "--tasks -t", "Harness tasks, groups or tags, comma-separated.", ...
-            ),
-            Flag(
-                "num_fewshot", int, "--num-fewshot", "Examples before each (default: the task's)."
-            ),
-            Flag(
-                "limit",
-                float,
                 "--limit",
+                float,
                 "Score only the first N documents of each task (a fraction if below 1).",
             ),
-            Flag("batch_size", int, "--batch-size", "Requests per forward pass (default: 16)."),
+            Flag("--batch-size", int, "Requests per forward pass (default: 16)."),
             PRECISION,
             Flag(
-                "local_dir",
-                str,
                 "--local-dir",
+                str,
                 "Where llmkit's local tasks find their copies (a folder holding wikitext-2/, "
                 "glue/SST-2/, or the copy itself).",
             ),
             Flag(
-                "include",
-                list[Path],
                 "--include",
+                list[Path],
                 "A folder of your own task YAMLs, e.g. a harness task pointed at local files "
                 "(repeatable).",
             ),
-            Flag(
-                "output_dir",
-                Path,
-                "--output-dir -o",
-                "Where <task>.json go (default: <model>/eval).",
-            ),
+            Flag("--output-dir -o", Path, "Where <task>.json go (default: <model>/eval)."),
         ),
         show=console.show_evaluation,
     ),
@@ -321,57 +317,32 @@ VERBS = (
         generate_function,
         (
             MODEL,
-            Flag("prompt", list[str], "--prompt -p", "A prompt (repeatable)."),
+            Flag("--prompt -p", list[str], "A prompt (repeatable)."),
+            Flag("--prompts", Path, "A .txt (one prompt a line) or .jsonl file (a prompt field)."),
             Flag(
-                "prompts",
-                Path,
-                "--prompts",
-                "A .txt (one prompt a line) or .jsonl file (a prompt field).",
-            ),
-            Flag(
-                "max_new_tokens",
-                int,
                 "--max-new-tokens",
+                int,
                 "Tokens to add (default: the run's generation_config.json, else 64).",
             ),
-            Flag("do_sample", bool, "--do-sample/--greedy", "Sample instead of greedy decoding."),
-            Flag("temperature", float, "--temperature", "Sampling temperature."),
+            Flag("--do-sample/--greedy", bool, "Sample instead of greedy decoding."),
+            Flag("--temperature", float, "Sampling temperature."),
             Flag(
-                "top_k",
-                int,
-                "--top-k",
-                "Sample among the k likeliest tokens (masked LM: the fills shown).",
+                "--top-k", int, "Sample among the k likeliest tokens (masked LM: the fills shown)."
             ),
-            Flag("top_p", float, "--top-p", "Nucleus sampling: the smallest set with this mass."),
-            Flag("num_beams", int, "--num-beams", "Beam search with this many beams."),
-            Flag(
-                "repetition_penalty", float, "--repetition-penalty", "Above 1 discourages repeats."
-            ),
-            Flag(
-                "no_repeat_ngram_size",
-                int,
-                "--no-repeat-ngram-size",
-                "Never repeat an n-gram of this size.",
-            ),
-            Flag("num_return_sequences", int, "--num-return-sequences", "Completions per prompt."),
-            Flag(
-                "stop", list[str], "--stop", "Cut the completion before this string (repeatable)."
-            ),
-            Flag("seed", int, "--seed", "Seed for reproducible sampling."),
-            Flag("stream", bool, "--stream", "Print tokens as they are generated.", False),
-            Flag(
-                "batch_size",
-                int,
-                "--batch-size",
-                "Prompts per generate call, left-padded (default: 8).",
-            ),
+            Flag("--top-p", float, "Nucleus sampling: the smallest set with this mass."),
+            Flag("--num-beams", int, "Beam search with this many beams."),
+            Flag("--repetition-penalty", float, "Above 1 discourages repeats."),
+            Flag("--no-repeat-ngram-size", int, "Never repeat an n-gram of this size."),
+            Flag("--num-return-sequences", int, "Completions per prompt."),
+            Flag("--stop", list[str], "Cut the completion before this string (repeatable)."),
+            Flag("--seed", int, "Seed for reproducible sampling."),
+            Flag("--stream", bool, "Print tokens as they are generated.", False),
+            Flag("--batch-size", int, "Prompts per generate call, left-padded (default: 8)."),
             PRECISION,
-            Flag("output", Path, "--output", "Write one JSON line per completion here."),
-            Flag(
-                "image", Path, "--image", "An image the prompts are about (vision-language models)."
-            ),
-            Flag("chat", bool, "--chat", "Each prompt is a user turn in the chat template.", False),
-            Flag("system", str, "--system", "A system message before each --chat prompt."),
+            Flag("--output", Path, "Write one JSON line per completion here."),
+            Flag("--image", Path, "An image the prompts are about (vision-language models)."),
+            Flag("--chat", bool, "Each prompt is a user turn in the chat template.", False),
+            Flag("--system", str, "A system message before each --chat prompt."),
         ),
         show=console.show_generated,
     ),
@@ -382,33 +353,23 @@ VERBS = (
         answer_function,
         (
             Flag(
-                "model_dir",
-                Path,
                 "--model -m",
+                Path,
                 "A fine-tuned extractive QA model (finetune qa/squad).",
                 ...,
+                name="model_dir",
             ),
-            Flag("question", str, "--question -q", "The question.", ...),
-            Flag("context", str, "--context -c", "The text holding the answer."),
-            Flag("context_file", Path, "--context-file", "Read the context from a file."),
-            Flag("top_k", int, "--top-k", "Show the k best answers (default: 1)."),
+            Flag("--question -q", str, "The question.", ...),
+            Flag("--context -c", str, "The text holding the answer."),
+            Flag("--context-file", Path, "Read the context from a file."),
+            Flag("--top-k", int, "Show the k best answers (default: 1)."),
+            Flag("--max-answer-tokens", int, "Longest answer span (default: the run's, else 30)."),
+            Flag("--max-length", int, "Tokens per window (default: the run's, else up to 384)."),
             Flag(
-                "max_answer_tokens",
-                int,
-                "--max-answer-tokens",
-                "Longest answer span (default: the run's, else 30).",
-            ),
-            Flag(
-                "max_length",
-                int,
-                "--max-length",
-                "Tokens per window (default: the run's, else up to 384).",
-            ),
-            Flag(
-                "stride",
-                int,
                 "--doc-stride",
+                int,
                 "Tokens shared by windows (default: the run's, else 1/4).",
+                name="stride",
             ),
         ),
         show=console.show_answers,
@@ -420,8 +381,10 @@ VERBS = (
         "llmkit export --model runs/glue-sst2-lora --output-dir runs/glue-sst2-merged",
         export_function,
         (
-            Flag("model_dir", Path, "--model -m", "A run directory holding a LoRA adapter.", ...),
-            Flag("output_dir", Path, "--output-dir -o", "Where the merged model goes.", ...),
+            Flag(
+                "--model -m", Path, "A run directory holding a LoRA adapter.", ..., name="model_dir"
+            ),
+            Flag("--output-dir -o", Path, "Where the merged model goes.", ...),
         ),
         show=console.show_summary("export → {output_dir}"),
     ),
@@ -432,12 +395,9 @@ VERBS = (
         "llmkit report runs/lr-sweep/* --output reports/lr",
         lambda: report.run_report,
         (
-            Flag("run_dirs", list[Path], "", "Finished run directories to compare.", ...),
+            Flag("run_dirs", list[Path], "Finished run directories to compare.", ...),
             Flag(
-                "output",
-                Path,
-                "--output",
-                "Where plots and report.md go (default: report/ beside the runs).",
+                "--output", Path, "Where plots and report.md go (default: report/ beside the runs)."
             ),
         ),
         show=console.show_report,
@@ -454,56 +414,45 @@ VERBS = (
         "--trials 12 --prune median --set train.eval_every=20",
         sweep_function,
         (
-            Flag("command", str, "", "pretrain-clm, pretrain-mlm or finetune.", ...),
+            Flag("command", str, "pretrain-clm, pretrain-mlm or finetune.", ...),
             RECIPE,
-            Flag("grid", list[str], "--grid", "KEY=V1,V2,...: one axis of a grid (repeatable)."),
+            Flag("--grid", list[str], "KEY=V1,V2,...: one axis of a grid (repeatable)."),
             Flag(
-                "spaces",
-                list[str],
                 "--space",
+                list[str],
                 "KEY=loguniform:A:B, uniform:A:B, int:A:B or choice:a,b,c (repeatable).",
+                name="spaces",
             ),
-            Flag("search", str, "--search", "tpe (default with --space), random or grid."),
-            Flag("trials", int, "--trials", "How many trials (default: the grid's size, else 12)."),
+            Flag("--search", str, "tpe (default with --space), random or grid."),
+            Flag("--trials", int, "How many trials (default: the grid's size, else 12)."),
             Flag(
-                "metric",
-                str,
                 "--metric",
+                str,
                 "The metrics.json key to optimise (default: eval_loss; finetune: the task's).",
             ),
+            Flag("--direction", str, "minimize or maximize (default: from the metric)."),
+            Flag("--prune", str, "median or hyperband: stop trials behind the others."),
+            Flag("--parallel", int, "Trials at once: one GPU each, or a share of the cores."),
             Flag(
-                "direction", str, "--direction", "minimize or maximize (default: from the metric)."
-            ),
-            Flag("prune", str, "--prune", "median or hyperband: stop trials behind the others."),
-            Flag(
-                "parallel",
-                int,
-                "--parallel",
-                "Trials at once: one GPU each, or a share of the cores.",
-            ),
-            Flag(
-                "seeds",
-                int,
                 "--seeds",
+                int,
                 "Runs per trial with seeds recipe.seed + 0, 1, ...; ranked by the mean.",
             ),
             SET,
+            Flag("--output-dir -o", Path, "Sweep folder (default: runs/<name>-sweep, -search)."),
             Flag(
-                "output_dir",
-                Path,
-                "--output-dir -o",
-                "Sweep folder (default: runs/<name>-sweep, -search).",
+                "--random",
+                int,
+                "Run N points drawn from the grid instead of all of it.",
+                name="sample",
             ),
+            Flag("--seed", int, "Seed for --random and the samplers (default: 0)."),
             Flag(
-                "sample", int, "--random", "Run N points drawn from the grid instead of all of it."
-            ),
-            Flag("seed", int, "--seed", "Seed for --random and the samplers (default: 0)."),
-            Flag(
-                "print_only",
-                bool,
                 "--print",
+                bool,
                 "Print one shell command per grid point instead.",
                 False,
+                name="print_only",
             ),
         ),
         show=console.show_sweep,
@@ -532,7 +481,7 @@ VERBS = (
         lambda: recipes.copy_recipe,
         (
             RECIPE_NAME,
-            Flag("destination", Path, "", "A file path, or a folder to copy it into.", ...),
+            Flag("destination", Path, "A file path, or a folder to copy it into.", ...),
         ),
         show=console.show_path,
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -136,18 +137,13 @@ def run_eval_ppl(
             results.update(pseudo_perplexity=scored.perplexity, tokens=scored.tokens)
             scoring_seconds = time.perf_counter() - started
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # how both passes cut and batch their windows
+        windows = {"max_length": max_length, "batch_size": batch_size, "pad_id": pad_id}
         if "token" in figures:
             ids = tokenizer(stream)["input_ids"]
             task = progress.add_task("token perplexity (tokens)", total=max(len(ids) - 1, 0))
-            scored = token_perplexity(
-                model,
-                ids,
-                max_length=max_length,
-                stride=stride,
-                batch_size=batch_size,
-                pad_id=pad_id,
-                on_window=lambda n: progress.advance(task, n),
-            )
+            advance = functools.partial(progress.advance, task)
+            scored = token_perplexity(model, ids, stride=stride, on_window=advance, **windows)
             results.update(
                 stride=stride,
                 token_perplexity=scored.perplexity,
@@ -159,16 +155,7 @@ def run_eval_ppl(
         documents = [DOCUMENT_FIGURES[name] for name in figures if name in DOCUMENT_FIGURES]
         if documents:
             document_figures = _document_perplexities(
-                model,
-                tokenizer,
-                rows,
-                data,
-                source,
-                detokenize,
-                max_length,
-                batch_size,
-                pad_id,
-                progress,
+                model, tokenizer, rows, data, source, detokenize, windows, progress
             )
             unasked = set(DOCUMENT_FIGURES.values()) - set(documents)
             results.update({k: v for k, v in document_figures.items() if k not in unasked})
@@ -182,7 +169,7 @@ def run_eval_ppl(
 
 
 def _document_perplexities(
-    model, tokenizer, rows, data, source, detokenize, max_length, batch_size, pad_id, progress
+    model, tokenizer, rows, data, source, detokenize, windows, progress
 ) -> dict[str, Any]:
     """Word and byte perplexity and bits per byte, as lm-evaluation-harness computes them."""
     wikitext = is_wikitext(data, source)
@@ -193,16 +180,9 @@ def _document_perplexities(
     prefix_id = document_prefix_id(tokenizer)
     encoded = tokenizer([d.scored for d in documents], add_special_tokens=False)["input_ids"]
     task = progress.add_task("word/byte perplexity (tokens)", total=sum(map(len, encoded)))
+    advance = functools.partial(progress.advance, task)
     log_likelihood = sum(
-        document_log_likelihoods(
-            model,
-            encoded,
-            prefix_id=prefix_id,
-            max_length=max_length,
-            batch_size=batch_size,
-            pad_id=pad_id,
-            on_window=lambda n: progress.advance(task, n),
-        )
+        document_log_likelihoods(model, encoded, prefix_id=prefix_id, on_window=advance, **windows)
     )
     words = sum(count_words(d.text) for d in documents)
     utf8_bytes = sum(len(d.text.encode("utf-8")) for d in documents)

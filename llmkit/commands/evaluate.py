@@ -10,6 +10,7 @@ from typing import Any
 from llmkit.checkpoints import require_model_dir
 from llmkit.console import is_main_process
 from llmkit.errors import UserError
+from llmkit.harness import check_task_names, harness_model, run_harness, task_manager
 from llmkit.rundir import write_atomic
 
 EVAL_FOLDER = "eval"  # <run>/eval/<task>.json, read by llmkit report
@@ -49,8 +50,6 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Run harness `tasks` (comma-separated) on the model in `model_dir`; each task's figures
     go to `output_dir` (default: <model_dir>/eval)/<task>.json."""
-    from llmkit.harness import check_task_names, harness_model, run_harness, task_manager
-
     names = parse_tasks(tasks)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
@@ -59,16 +58,13 @@ def run_evaluate(
     limit = parse_limit(limit)
     if local_dir is not None and not Path(local_dir).is_dir():
         raise UserError(f"--local-dir {local_dir} is not a folder")
-    from llmkit.models import (
-        RELATIVE_POSITIONS,
-        load_for_inference,
-        model_positions,
-    )
+    # imported once the flags are checked: a wrong flag is answered before torch loads
+    from llmkit.models import RELATIVE_POSITIONS, load_for_inference, model_positions
     from llmkit.perplexity import document_prefix_id
 
     require_model_dir(model_dir, "--model")  # before the harness reads its task index
     metadata = {"local_dir": local_dir, "num_fewshot": num_fewshot}
-    manager = task_manager(include or [], metadata)
+    manager = task_manager(include or [], metadata, names)
     check_task_names(manager, names)
 
     model, tokenizer, modeling = load_for_inference(model_dir, precision)

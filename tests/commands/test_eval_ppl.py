@@ -81,8 +81,9 @@ def test_user_errors(trained_clm, tmp_path, args, expected, cli):
     assert result.stderr.count("error:") == 1
 
 
-def test_metrics_computes_only_what_is_asked(trained_clm, cli):
-    base = ["eval-ppl", "--model", str(trained_clm), "--data", "builtin", "--max-length", "64"]
+def test_metrics_computes_only_what_is_asked(trained_clm, fixtures_dir, cli):
+    text = str(fixtures_dir / "wikitext-2-raw-test-head.raw")
+    base = ["eval-ppl", "--model", str(trained_clm), "--data", text, "--max-length", "64"]
     _, everything = cli(*base, "--json")
     result, token = cli(*base, "--metrics", "token", "--json")
     assert result.exit_code == 0, result.output

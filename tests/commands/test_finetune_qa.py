@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import json_line, set_args
+from helpers import built_once, json_line, set_args
 from typer.testing import CliRunner
 
 from llmkit.cli import app
@@ -41,26 +41,28 @@ def official_scores(dataset_file: Path, predictions: dict[str, str]) -> tuple[fl
     return 100 * exact / count, 100 * total / count
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def squad_run(trained_mlm, tmp_path_factory):
-    out = tmp_path_factory.mktemp("qa") / "run"
-    args = ["finetune", "--recipe", "qa-squad", "-o", str(out), "--json"]
-    args += set_args(
-        [
-            f"model.path={trained_mlm}",
-            f"task.train_file={SQUAD / 'train.json'}",
-            f"task.validation_file={SQUAD / 'dev.json'}",
-            "task.max_train_examples=400",
-            "task.doc_stride=16",
-            "train.epochs=2",
-            "train.batch_size=16",
-            "train.lr=1e-3",
-            "train.log_every=10",
-        ]
-    )
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return out, json_line(result.stdout)
+    def finetune(out):
+        args = ["finetune", "--recipe", "qa-squad", "-o", str(out), "--json"]
+        args += set_args(
+            [
+                f"model.path={trained_mlm}",
+                f"task.train_file={SQUAD / 'train.json'}",
+                f"task.validation_file={SQUAD / 'dev.json'}",
+                "task.max_train_examples=400",
+                "task.doc_stride=16",
+                "train.epochs=2",
+                "train.batch_size=16",
+                "train.lr=1e-3",
+                "train.log_every=10",
+            ]
+        )
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json_line(result.stdout)
+
+    return built_once(tmp_path_factory, "squad-run", finetune)
 
 
 def test_squad_fine_tuning_learns_and_reports_the_official_scores(squad_run):

@@ -263,7 +263,8 @@ def test_model_path_with_a_larger_tokenizer_is_refused(tmp_path, clm_run):
     assert "tokenizer has 2,000 tokens but the model's vocabulary only 1,024" in message
 
 
-def test_a_given_validation_source_is_used(tmp_path, wikitext_raw_test):
+def test_a_given_validation_source_is_used(tmp_path, fixtures_dir):
+    wikitext_raw_test = fixtures_dir / "wikitext-2-raw-test-head.raw"  # raw rows, CRLF
     out = tmp_path / "run"
     result = pretrain(
         "pretrain-clm",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import TINY_MODEL, set_args
+from helpers import TINY_MODEL, built_once, set_args
 from matplotlib import colors
 from matplotlib import image as mpimg
 from typer.testing import CliRunner
@@ -45,13 +45,14 @@ def pixels_of(image: np.ndarray, colour: str) -> int:
     return int((np.abs(image[..., :3] - rgb).max(axis=-1) < 0.02).sum())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def swept(tmp_path_factory, trained_clm):
-    folder = tmp_path_factory.mktemp("sweep")
-    summary = run_sweep(
-        Sweep("pretrain-clm", "gpt2-tiny", tuple(GRID), tuple(tiny(trained_clm)), folder)
-    )
-    return folder, summary
+    def sweep(folder):
+        return run_sweep(
+            Sweep("pretrain-clm", "gpt2-tiny", tuple(GRID), tuple(tiny(trained_clm)), folder)
+        )
+
+    return built_once(tmp_path_factory, "swept", sweep)
 
 
 def test_a_two_by_two_sweep_makes_four_runs_and_a_report_of_the_varied_keys(swept):
@@ -85,16 +86,16 @@ def test_the_plots_are_images_with_one_line_per_run(swept, plot):
     assert drawn[4] < 20, drawn  # no fifth line
 
 
-def test_a_rerun_sweep_skips_finished_points_and_runs_what_is_left(swept, trained_clm):
-    folder, _ = swept
+def test_a_rerun_sweep_skips_finished_points_and_runs_what_is_left(swept, trained_clm, tmp_path):
+    folder = Path(shutil.copytree(swept[0], tmp_path / "sweep"))
     (folder / "lr=3e-3__layers=2" / "metrics.json").unlink()  # as if killed before the end
-    grid = ("train.lr=1e-3,3e-3,5e-3", "model.layers=1,2")
+    grid = ("train.lr=1e-3,3e-3,5e-3", "model.layers=2")
     summary = run_sweep(Sweep("pretrain-clm", "gpt2-tiny", grid, tuple(tiny(trained_clm)), folder))
     statuses = {o["point"]: o["status"] for o in summary["outcomes"]}
-    assert sum(s.startswith("skipped") for s in statuses.values()) == 3
-    assert statuses["lr=3e-3__layers=2"] == "ran"
-    assert statuses["lr=5e-3__layers=1"] == statuses["lr=5e-3__layers=2"] == "ran"
-    assert summary["report"]["runs"] == 6
+    assert statuses["lr=1e-3__layers=2"].startswith("skipped")  # finished
+    assert statuses["lr=3e-3__layers=2"] == "ran"  # continued
+    assert statuses["lr=5e-3__layers=2"] == "ran"  # new
+    assert summary["report"]["runs"] == 3
 
 
 def test_a_failed_point_is_reported_and_the_sweep_goes_on(tmp_path, trained_clm):
@@ -198,9 +199,10 @@ def test_cli_sweep_exits_1_when_a_point_failed(tmp_path, trained_clm):
 
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="examples/sweep.sh uses jq")
-def test_the_shell_sweep_example_runs_and_reports(tmp_path):
+def test_the_shell_sweep_example_runs_and_reports(tmp_path, trained_clm):
     script = Path(__file__).resolve().parents[2] / "examples" / "sweep.sh"
-    env = {**os.environ, "STEPS": "4", "OUT": str(tmp_path / "sweep")}
+    args = shlex.join(set_args([*TINY_MODEL, f"tokenizer.path={trained_clm}"]))
+    env = {**os.environ, "STEPS": "4", "OUT": str(tmp_path / "sweep"), "ARGS": args}
     result = subprocess.run(
         ["bash", str(script)], capture_output=True, text=True, env=env, timeout=900
     )
