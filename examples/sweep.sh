@@ -5,18 +5,21 @@
 #
 #   bash examples/sweep.sh                  # tiny CPU runs on the built-in corpus
 #   STEPS=2000 RECIPE=gpt2-small bash examples/sweep.sh
+#   LRS="1e-4 3e-4 1e-3" LAYERS="2 4" bash examples/sweep.sh                      # another grid
 #   ARGS="--set tokenizer.path=runs/tokenizer-byte-bpe" bash examples/sweep.sh   # flags for every run
 set -euo pipefail
 
 RECIPE=${RECIPE:-gpt2-tiny}
 STEPS=${STEPS:-100}
 OUT=${OUT:-runs/shell-sweep}
+LRS=${LRS:-3e-4 1e-3}
+LAYERS=${LAYERS:-1 2}
 read -r -a EXTRA <<< "${ARGS:-}"
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
 
-for lr in 3e-4 1e-3; do
-  for layers in 1 2; do
+for lr in $LRS; do
+  for layers in $LAYERS; do
     run="$OUT/lr=$lr-layers=$layers"
     if [[ -f "$run/metrics.json" ]]; then
       echo "skip $run (finished)"

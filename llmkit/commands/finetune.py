@@ -21,8 +21,9 @@ from llmkit.recipe import Recipe
 from llmkit.rundir import Card, Run
 from llmkit.search.trial import trial_callbacks
 from llmkit.tasks import check_task_name
+from llmkit.tasks.finetuning import finetuning_of
 from llmkit.tasks.kind import TaskKind
-from llmkit.tasks.prepared import PreparedTask, checkpoint_path, finetuning_of
+from llmkit.tasks.prepared import PreparedTask, checkpoint_path
 from llmkit.training import build_trainer, settings_used, train_guarded, training_arguments
 
 

@@ -18,10 +18,17 @@ from llmkit.recipe import load_recipe
 from llmkit.rundir import is_finished_run
 from llmkit.search.runs import SWEEP_COMMANDS, Point, Sweep, run_point
 from llmkit.search.space import Dimension, as_override, grid_axis, minimizes, parse_space
-from llmkit.search.study import PRUNERS, SEARCHES, counted_trials, open_study, recover_interrupted
-from llmkit.search.trial import PRUNED_FILE, TRIAL_ENV
+from llmkit.search.study import (
+    PRUNED_FILE,
+    PRUNERS,
+    SEARCHES,
+    TRIAL_ENV,
+    counted_trials,
+    open_study,
+    recover_interrupted,
+)
 from llmkit.tasks import check_task_name
-from llmkit.tasks.prepared import finetuning_of
+from llmkit.tasks.finetuning import finetuning_of
 
 DEFAULT_TRIALS = 12
 SPACE_EXAMPLE = "e.g. --space train.lr=loguniform:1e-5:1e-2 --space model.layers=choice:2,4"

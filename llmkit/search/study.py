@@ -23,6 +23,8 @@ SEARCHES = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband")
 STUDY_FILE = "study.db"
 STUDY_NAME = "sweep"
+TRIAL_ENV = "LLMKIT_TRIAL"  # set for a trial's process: where to report its evaluations
+PRUNED_FILE = "pruned.json"  # in a trial's run directory: the pruner stopped it here
 
 
 def make_pruner(name: str | None):

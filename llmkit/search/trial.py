@@ -10,10 +10,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from llmkit.search.study import STUDY_NAME, make_pruner
-
-PRUNED_FILE = "pruned.json"  # in a trial's run directory: the pruner stopped it here
-TRIAL_ENV = "LLMKIT_TRIAL"  # set for a trial's process: where to report its evaluations
+from llmkit.search.study import PRUNED_FILE, STUDY_NAME, TRIAL_ENV, make_pruner
 
 
 class TrialReporter(TrainerCallback):

@@ -2,7 +2,7 @@
 
 Light on purpose: the recipe schema and the CLI read every kind's entry without loading any
 model or data code. What a kind does (prepare a run, rank runs) is its `finetune.py`, reached
-through `tasks.prepared.finetuning_of(kind)`.
+through `tasks.finetuning.finetuning_of(kind)`.
 """
 
 from __future__ import annotations

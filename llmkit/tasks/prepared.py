@@ -1,7 +1,6 @@
-"""What a task kind does, as opposed to what it declares (`tasks/kind.py`): its `finetune.py`
-module (`KindFinetuning`, reached through `finetuning_of`) hands `finetune` a `PreparedTask`
-(model with its head, encoded data, collator, metrics, the final evaluation); and the
-checkpoint loading most kinds share.
+"""What a task kind's `finetune.prepare` hands to `finetune`: a `PreparedTask` (model with its
+head, encoded data, collator, metrics, the final evaluation), and the checkpoint loading most
+kinds share.
 
 `commands/finetune.py` runs the steps every task shares (run directory, Trainer, training,
 saving); each kind's `finetune.prepare` fills in the rest.
@@ -11,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerFast, Trainer
@@ -22,7 +20,6 @@ from llmkit.adapters import quantization_options
 from llmkit.errors import UserError
 from llmkit.models import check_model_fits, load_with_head, model_positions
 from llmkit.recipe import Recipe
-from llmkit.tasks.kind import TaskKind
 from llmkit.tokenizer import load_tokenizer
 
 
@@ -55,23 +52,6 @@ class PreparedTask:
     trainer_has_fused_loss: bool = False
     added_token_ids: list[int] = field(default_factory=list)  # new vocabulary rows to train
     train_examples: int | None = None  # when `train` holds more rows than examples (QA windows)
-
-
-class KindFinetuning(Protocol):
-    """What every kind's `tasks/<kind>/finetune.py` provides. It may also define
-    `audit(recipe) -> dict`: what a dry run reads of the data to show (sft does)."""
-
-    def prepare(self, recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-        """The task loaded, encoded and given its model."""
-
-    def main_metric(self, recipe: Recipe) -> str:
-        """The metrics.json key that ranks this task's runs (sweeps search it by default)."""
-
-
-def finetuning_of(kind: TaskKind) -> KindFinetuning:
-    """The kind's `finetune.py`, imported when a run needs it: a kind's training code (TRL for
-    sft, say) is loaded only by runs of that kind."""
-    return import_module(f"llmkit.tasks.{kind.name}.finetune")
 
 
 def checkpoint_path(recipe: Recipe) -> str:

@@ -153,12 +153,16 @@ def test_the_glue_all_sweep_prints_one_table(trained_mlm, tmp_path):
     import subprocess
 
     script = __import__("pathlib").Path(__file__).parents[2] / "recipes" / "sweeps" / "glue-all.sh"
+    glue = tmp_path / "glue"  # a classification task and the regression one; the rest skipped
+    glue.mkdir()
+    for folder in ("CoLA", "STS-B"):
+        (glue / folder).symlink_to(FIXTURES / folder)
     result = subprocess.run(
         [
             "bash",
             str(script),
             str(trained_mlm),
-            str(FIXTURES),
+            str(glue),
             "--set",
             "task.max_train_examples=64",
             "--set",
@@ -175,7 +179,7 @@ def test_the_glue_all_sweep_prints_one_table(trained_mlm, tmp_path):
     table = result.stdout.splitlines()
     assert table[0].split() == ["task", "metric", "dev", "majority"]
     tasks = {line.split()[0] for line in table[1:]}
-    assert tasks == {"glue/cola", "glue/sst2", "glue/stsb", "glue/rte"}
+    assert tasks == {"glue/cola", "glue/stsb"}
     assert any("matthews_correlation" in line for line in table)
     assert any("pearson" in line for line in table)
 

@@ -15,8 +15,8 @@ from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from llmkit.errors import UserError
 from llmkit.search.space import parse_space
-from llmkit.search.study import good_share, make_pruner
-from llmkit.search.trial import PRUNED_FILE, TrialReporter
+from llmkit.search.study import PRUNED_FILE, good_share, make_pruner
+from llmkit.search.trial import TrialReporter
 
 TINY_SEARCH = [*TINY_MODEL, "model.layers=1", "train.max_steps=6", "train.eval_every=2"]
 TINY_SEARCH += ["train.batch_size=8"]

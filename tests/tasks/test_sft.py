@@ -107,7 +107,7 @@ def sft_trainer(model_dir, tmp_path, *overrides):
     """The fine-tuning Trainer `finetune` would build for the SST-2 completion recipe."""
     from llmkit.commands.finetune import task_trainer
     from llmkit.tasks import check_task_name
-    from llmkit.tasks.prepared import finetuning_of
+    from llmkit.tasks.finetuning import finetuning_of
 
     recipe = load_recipe(
         "sft-completion",
