@@ -96,6 +96,7 @@ RECIPE_NAME = Flag("name", str, "A name from `llmkit recipes ls`.", ...)
 
 # The verbs' functions that import torch and transformers, each imported when its verb runs:
 # importing them here would make `llmkit --help` take seconds instead of a third of one.
+# (`report` and `recipes` import neither: their verbs name their functions directly.)
 def tokenize_function():
     from llmkit.commands.tokenize import run_tokenize
 

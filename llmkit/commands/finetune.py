@@ -96,7 +96,9 @@ def run_finetune(
     # A new head (or a new seq2seq model) is initialised when the task is prepared: from the
     # recipe's seed, not from whatever the process's random state happens to be.
     set_seed(recipe.seed)
-    task = finetuning_of(kind).prepare(recipe, eval_only=eval_only)
+    finetuning = finetuning_of(kind)
+    task = finetuning.prepare(recipe, eval_only=eval_only)
+    main_metric = finetuning.main_metric(recipe)
     if not task.trainer_has_fused_loss:
         prepare_for_training(task.model, recipe.train)
     lora = recipe.model.lora
@@ -114,9 +116,7 @@ def run_finetune(
     trainer = task_trainer(recipe, task, run.dir, callbacks=[*trial_callbacks(), *callbacks])
     run.claim(main_process=trainer.is_world_process_zero())
 
-    metrics = run.summary(
-        task=task.name, main_metric=task.main_metric, **settings_used(trainer.args)
-    )
+    metrics = run.summary(task=task.name, main_metric=main_metric, **settings_used(trainer.args))
     if lora is not None:
         metrics.update(lora_r=lora.r, base_model=recipe.model.path, **parameter_counts(task.model))
     if task.train is not None:
@@ -148,9 +148,7 @@ def run_finetune(
     card = Card(
         title=f"{recipe.name}: {task.name}",
         what=f"`{source}` {verb} on {task.description} with llmkit. Load it with {loads_with}.",
-        results={
-            k: v for k, v in metrics.items() if k.startswith("eval_") or k == task.main_metric
-        },
+        results={k: v for k, v in metrics.items() if k.startswith("eval_") or k == main_metric},
     )
     trained = task.train is not None
     if lora is not None and trainer.is_world_process_zero():

@@ -37,7 +37,6 @@ class PreparedTask:
     # run directory (main process only), and return the metrics.
     evaluate: Callable[[Trainer, Path], dict[str, Any]]
     description: str  # for the model card: the data and the head, e.g. "GLUE SST-2 (2 labels)"
-    main_metric: str  # the key in metrics.json that ranks runs, e.g. eval_f1
     compute_metrics: Callable | None = None  # for evaluations during training
     preprocess_logits_for_metrics: Callable | None = None
     group_by_length: bool = True  # variable-length examples: batch similar lengths together

@@ -138,7 +138,6 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
         description=f"GLUE {task.folder} ({head})",
-        main_metric=main_metric(recipe),
         compute_metrics=metric_function(task),
         preprocess_logits_for_metrics=predictions_of,
     )

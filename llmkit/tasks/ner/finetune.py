@@ -138,7 +138,6 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DataCollatorForTokenClassification(tokenizer),
         evaluate=evaluate,
         description=f"CoNLL named-entity recognition ({len(names)} tags)",
-        main_metric=main_metric(recipe),
         compute_metrics=first_token_tags,
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
     )

@@ -93,6 +93,5 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
         description="SQuAD v1.1 extractive question answering",
-        main_metric=main_metric(recipe),
         train_examples=len(train) if train is not None else None,
     )

@@ -150,7 +150,6 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         evaluate=evaluate,
         description=f"{what} ({model.config.model_type})",
-        main_metric=main_metric(recipe),
         compute_metrics=scores,
         trainer_class=Seq2SeqTrainer,
         arguments_class=Seq2SeqTrainingArguments,

@@ -162,7 +162,6 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         collator=None,  # TRL's: padding, and position ids that restart per packed example
         evaluate=evaluate,
         description=f"{keys.name} supervised fine-tuning (answers only trained)",
-        main_metric=main_metric(recipe),
         group_by_length=False,
         trainer_class=SFTTrainer,
         arguments_class=SFTConfig,
