@@ -177,8 +177,13 @@ def show_report(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def show_sweep(summary: dict[str, Any], as_json: bool) -> None:
-    """The points' outcomes; a sweep with failed points exits 1 once they are shown."""
-    rows = {outcome["point"]: outcome["status"] for outcome in summary["outcomes"]}
+    """The points' outcomes, each with its value of the metric that ranks them; a sweep with
+    failed points exits 1 once they are shown."""
+    rows = {}
+    for outcome in summary["outcomes"]:
+        value = outcome.get("value")
+        shown = f"  {summary['metric']} {value:.4g}" if value is not None else ""
+        rows[outcome["point"]] = outcome["status"] + shown
     print_table(f"sweep → {summary['sweep']}", rows, to_stderr=as_json)
     if summary["report"] and is_main_process():
         (err if as_json else out).print(f"report: {summary['report']['report']}")

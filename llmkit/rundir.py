@@ -53,8 +53,12 @@ def is_finished_run(path: Path) -> bool:
     return is_run_dir(path) and (path / METRICS_FILE).is_file()
 
 
-def check_output_dir(path: Path, *, overwrite: bool, resume: bool = False) -> None:
-    """Fail early, before any work, if writing to `path` would destroy something."""
+def check_output_dir(
+    path: Path, *, overwrite: bool, resume: bool = False, resumable: bool = True
+) -> None:
+    """Fail early, before any work, if writing to `path` would destroy something. The hint
+    offers --resume only to a command that takes it (`resumable`) and a run it can continue:
+    an unfinished one, or a finished one with a checkpoint."""
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other", "choose one")
     if path.exists() and not path.is_dir():
@@ -67,11 +71,12 @@ def check_output_dir(path: Path, *, overwrite: bool, resume: bool = False) -> No
             "choose another --output-dir (llmkit never deletes what it did not write)",
         )
     if not overwrite and not resume:
-        state = "a finished run" if is_finished_run(path) else "an unfinished run"
+        finished = is_finished_run(path)
+        continues = resumable and (not finished or complete_checkpoints(path))
+        hint = "pass --resume auto to continue it, " if continues else "pass "
         raise UserError(
-            f"output dir {path} already holds {state}",
-            "pass --resume auto to continue it, --overwrite to replace it, "
-            "or choose another --output-dir",
+            f"output dir {path} already holds {'a finished' if finished else 'an unfinished'} run",
+            f"{hint}--overwrite to replace it, or choose another --output-dir",
         )
 
 
@@ -211,10 +216,14 @@ class Run:
         output_dir: Path | None = None,
         overwrite: bool = False,
         resume: str | None = None,
+        resumable: bool = True,
     ) -> Run:
-        """Checked before any work: a run that would destroy something fails now."""
+        """Checked before any work: a run that would destroy something fails now.
+        `resumable`: the command takes --resume (tokenize does not)."""
         run_dir = Path(output_dir) if output_dir else recipe.resolved_output_dir
-        check_output_dir(run_dir, overwrite=overwrite, resume=resume is not None)
+        check_output_dir(
+            run_dir, overwrite=overwrite, resume=resume is not None, resumable=resumable
+        )
         resume_from = resolve_resume(run_dir, resume)
         return cls(run_dir, recipe, command, overwrite, resume is not None, resume_from)
 

@@ -11,5 +11,6 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    # extra="forbid" is what turns a typo into an error instead of a silently ignored key.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # extra="forbid" is what turns a typo into an error instead of a silently ignored key;
+    # no recipe number may be infinite or NaN (`--set train.lr=.inf` is a mistake).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)

@@ -26,6 +26,7 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from llmkit.console import note
 from llmkit.data.sampling import Sample
 from llmkit.errors import UserError
 from llmkit.recipe import TokenizerConfig
@@ -208,7 +209,20 @@ def train_tokenizer_on(
 ) -> PreTrainedTokenizerFast:
     """Train on a sample of a corpus's rows (data/sampling.py), fed in batches."""
     batches = sample.batches(TRAIN_BATCH_ROWS)
-    return train_tokenizer(batches, config, total_rows=len(sample.rows), family=family)
+    tokenizer = train_tokenizer(batches, config, total_rows=len(sample.rows), family=family)
+    if vocabulary_shortfall(tokenizer, config):
+        note(
+            f"[yellow]warning:[/] the tokenizer learned {len(tokenizer):,} entries, fewer than "
+            f"the {config.vocab_size:,} of tokenizer.vocab_size: the corpus has no more pieces "
+            "seen often enough (tokenizer.min_frequency); the model is sized to what it learned"
+        )
+    return tokenizer
+
+
+def vocabulary_shortfall(tokenizer: PreTrainedTokenizerFast, config: TokenizerConfig) -> dict:
+    """{"vocab_size_asked": N} for a run's summary when a trained tokenizer came out smaller
+    than the N asked for, else nothing."""
+    return {"vocab_size_asked": config.vocab_size} if len(tokenizer) < config.vocab_size else {}
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:

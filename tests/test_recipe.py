@@ -200,3 +200,9 @@ def test_a_task_key_of_another_kind_is_an_error_naming_its_kind():
     for name in shipped_recipe_names():
         recipe = load_recipe(name)
         assert validate_recipe(recipe.model_dump(mode="json"), source=name) == recipe
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_no_recipe_number_is_infinite_or_nan(value):
+    with pytest.raises(UserError, match="train.lr"):
+        load_recipe("gpt2-tiny", [f"train.lr={value}"])

@@ -398,7 +398,9 @@ VERBS = (
         (
             Flag("run_dirs", list[Path], "Finished run directories to compare.", ...),
             Flag(
-                "--output", Path, "Where plots and report.md go (default: report/ beside the runs)."
+                "--output -o",
+                Path,
+                "Where plots and report.md go (default: report/ beside the runs).",
             ),
         ),
         show=console.show_report,
@@ -421,7 +423,8 @@ VERBS = (
             Flag(
                 "--space",
                 list[str],
-                "KEY=loguniform:A:B, uniform:A:B, int:A:B or choice:a,b,c (repeatable).",
+                "KEY=loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or choice:A,B,... "
+                "(repeatable).",
                 name="spaces",
             ),
             Flag("--search", str, "tpe (default with --space), random or grid."),

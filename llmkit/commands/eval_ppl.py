@@ -42,13 +42,13 @@ def text_rows(dataset: datasets.Dataset, text_column: str | None, where: str) ->
 
 
 def check_window(max_length: int | None, stride: int | None, positions: int) -> tuple[int, int]:
-    max_length = max_length or positions
+    max_length = positions if max_length is None else max_length
     if not 2 <= max_length <= positions:
         raise UserError(
             f"--max-length {max_length} is outside 2..{positions} (the model's positions)",
             f"use at most {positions}",
         )
-    stride = stride or max(1, max_length // 2)
+    stride = max(1, max_length // 2) if stride is None else stride
     if not 1 <= stride <= max_length:
         raise UserError(f"--stride {stride} must be between 1 and --max-length ({max_length})")
     return max_length, stride

@@ -165,6 +165,9 @@ def run_generate(
         }
     else:
         config = generation_config_for(model, tokenizer, options)
+        # A causal LM continues its prompt; an encoder-decoder's or a vision-language
+        # model's output answers it, and is shown after an arrow, not glued to the prompt.
+        joint = "" if modeling == "clm" else " → "
         completions = []
         seconds = 0.0  # spent in generate calls; a batch's completions share one call
         if modeling == "image-text":
@@ -175,11 +178,12 @@ def run_generate(
             seconds = sum(c.seconds for c in completions[:: sequences_per_prompt(config)])
             if show and is_main_process():
                 for c in completions:
-                    out.print(f"[bold]{escape(c.prompt)}[/]{escape(c.completion)}", highlight=False)
+                    shown = f"[bold]{escape(c.prompt)}[/]{joint}{escape(c.completion)}"
+                    out.print(shown, highlight=False)
         elif stream:
             for prompt in prompts:
                 if show and is_main_process():
-                    out.print(f"[bold]{escape(prompt)}[/]", end="", highlight=False)
+                    out.print(f"[bold]{escape(prompt)}[/]{joint}", end="", highlight=False)
                 write = (
                     (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
                     if show
@@ -200,9 +204,8 @@ def run_generate(
                 seconds += batch[0].seconds
                 if show and is_main_process():
                     for c in batch:
-                        out.print(
-                            f"[bold]{c.prompt}[/]{c.completion}", highlight=False, markup=True
-                        )
+                        shown = f"[bold]{escape(c.prompt)}[/]{joint}{escape(c.completion)}"
+                        out.print(shown, highlight=False)
         records = [vars(c) for c in completions]
         new_tokens = sum(c.completion_tokens for c in completions)
         summary = {

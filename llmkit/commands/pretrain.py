@@ -41,7 +41,7 @@ from llmkit.models import (
 from llmkit.recipe import Recipe
 from llmkit.rundir import Card, Run
 from llmkit.search.trial import trial_callbacks
-from llmkit.tokenizer import load_tokenizer, train_tokenizer_on
+from llmkit.tokenizer import load_tokenizer, train_tokenizer_on, vocabulary_shortfall
 from llmkit.training import (
     build_trainer,
     main_processes_first,
@@ -87,6 +87,11 @@ def _check_objective(recipe: Recipe, objective: Objective) -> bool:
     if nsp and family not in (None, "bert"):
         raise UserError("objective.nsp needs the bert family (BertForPreTraining)")
     return nsp
+
+
+def trains_tokenizer(recipe: Recipe) -> bool:
+    """A new tokenizer is trained on the corpus when the run starts (none given or loaded)."""
+    return not recipe.tokenizer.path and not recipe.model.path
 
 
 def _tokenizer(recipe: Recipe, corpus: TextSample | None) -> PreTrainedTokenizerFast:
@@ -137,12 +142,15 @@ def describe_model(recipe: Recipe, objective: Objective) -> dict[str, Any]:
         )
         check_model_fits(config, tokens, recipe.data.seq_len)
         parameters = parameter_count(config, objective, nsp)
+    # A tokenizer trained when the run starts may learn fewer entries than asked (a small
+    # corpus): the sizes shown are then the most the run can have.
+    most = "up to " if trains_tokenizer(recipe) else ""
     return {
         "model": config.model_type + (" + NSP" if nsp else ""),
-        "parameters": parameters,
-        "vocab_size": config.vocab_size,
+        "parameters": f"{most}{parameters:,}",
+        "vocab_size": f"{most}{config.vocab_size:,}",
         "seq_len": recipe.data.seq_len,
-        "flops_per_token": flops_per_token(config, parameters, recipe.data.seq_len),
+        "flops_per_token": f"{most}{flops_per_token(config, parameters, recipe.data.seq_len):,}",
     }
 
 
@@ -249,10 +257,9 @@ def run_pretrain(
     # yet. Under torchrun/accelerate the main process prepares the data first and the others
     # then map the same cached shards, so a large corpus is encoded once.
     with main_processes_first():
-        needs_training = not (recipe.tokenizer.path or recipe.model.path)
         corpus = (
             tokenizer_sample(recipe.data, recipe.tokenizer.train_bytes, seed=recipe.seed)
-            if needs_training
+            if trains_tokenizer(recipe)
             else None
         )
         tokenizer = _tokenizer(recipe, corpus)
@@ -296,6 +303,7 @@ def run_pretrain(
         model=model.config.model_type + (" + NSP" if nsp else ""),
         parameters=parameters,
         vocab_size=model.config.vocab_size,
+        **(vocabulary_shortfall(tokenizer, recipe.tokenizer) if trains_tokenizer(recipe) else {}),
         seq_len=recipe.data.seq_len,
         train_blocks=len(data.train),
         eval_blocks=len(data.evaluation) if data.evaluation is not None else 0,

@@ -28,11 +28,17 @@ def shipped_files() -> dict[str, Path]:
 
 
 def description(path: Path) -> str:
+    """A shipped file's opening comment, whole: its lines up to the first command line (an
+    indented `#   llmkit ...`) or the first line that is not a comment."""
+    lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        text = line.lstrip("#").strip()
-        if line.startswith("#") and text and not text.startswith("!"):
-            return text
-    return ""
+        if line.startswith("#!"):  # a script's interpreter line
+            continue
+        text = line.removeprefix("#").strip()
+        if not line.startswith("#") or not text or line.startswith("#  "):
+            break
+        lines.append(text)
+    return " ".join(lines).removesuffix(":") + ("." if lines and lines[-1].endswith(":") else "")
 
 
 def list_recipes() -> dict[str, dict[str, str]]:

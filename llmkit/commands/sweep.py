@@ -10,6 +10,7 @@ what is left. `--print` gives the same command lines for a scheduler instead.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import shlex
 from pathlib import Path
@@ -19,7 +20,7 @@ from llmkit.commands.report import run_report
 from llmkit.console import out
 from llmkit.errors import UserError
 from llmkit.recipe import load_recipe
-from llmkit.rundir import is_finished_run
+from llmkit.rundir import METRICS_FILE, is_finished_run
 from llmkit.search.driver import run_search
 from llmkit.search.runs import SWEEP_COMMANDS, Point, Sweep, run_point
 
@@ -89,10 +90,18 @@ def run_sweep(sweep: Sweep) -> dict[str, Any]:
             continue
         line = sweep.command_line(point, run_dir, resume=run_dir.exists())
         outcomes.append(run_point(line, point.name))
+    metric = None  # what ranks the runs: the task's main metric, or the evaluation loss
+    for outcome, (_, run_dir) in zip(outcomes, plan, strict=True):
+        if is_finished_run(run_dir):
+            metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+            metric = metrics.get("main_metric", "eval_loss")
+            if isinstance(metrics.get(metric), int | float):
+                outcome["value"] = metrics[metric]
     done = [run_dir for _, run_dir in plan if is_finished_run(run_dir)]
     report = run_report(done, folder / "report") if done else None
     return {
         "sweep": str(folder),
+        "metric": metric,
         "points": len(plan),
         "ran": sum(o["status"] == "ran" for o in outcomes),
         "skipped": sum(o["status"].startswith("skipped") for o in outcomes),

@@ -15,14 +15,19 @@ from llmkit.data.corpus import (
 )
 from llmkit.recipe import Recipe
 from llmkit.rundir import Card, Run
-from llmkit.tokenizer import load_tokenizer, resolve_style, train_tokenizer_on
+from llmkit.tokenizer import (
+    load_tokenizer,
+    resolve_style,
+    train_tokenizer_on,
+    vocabulary_shortfall,
+)
 
 
 def run_tokenize(
     recipe: Recipe, *, output_dir: Path | None = None, overwrite: bool = False
 ) -> dict[str, Any]:
     """Train (or load) the recipe's tokenizer, save it with its stats; returns the summary."""
-    run = Run.start(recipe, "tokenize", output_dir=output_dir, overwrite=overwrite)
+    run = Run.start(recipe, "tokenize", output_dir=output_dir, overwrite=overwrite, resumable=False)
     started = time.perf_counter()
     corpus = None
     if recipe.tokenizer.path:
@@ -40,6 +45,7 @@ def run_tokenize(
             else f"{recipe.tokenizer.type}, {resolve_style(recipe.tokenizer)} special tokens"
         ),
         vocab_size=len(tokenizer),
+        **(vocabulary_shortfall(tokenizer, recipe.tokenizer) if corpus else {}),
         train_seconds=round(train_seconds, 3),
         **(corpus.summary() if corpus else {}),
     )

@@ -25,6 +25,7 @@ import datasets
 
 from llmkit.data.known import KNOWN_SOURCES, HubDataset, known_source
 from llmkit.errors import UserError, did_you_mean
+from llmkit.rundir import RECIPE_FILE
 
 BUILTIN_CORPUS = Path(__file__).resolve().parent / "builtin" / "wikitext-2-valid.txt"
 
@@ -127,8 +128,14 @@ def _data_files(candidates: list[Path], where: str) -> tuple[Path, ...]:
 
 
 def _files_in(folder: Path) -> tuple[Path, ...]:
-    """Every data file under `folder`, subfolders included, hidden ones skipped."""
-    found = [p for p in folder.rglob("*") if not _is_hidden(p, folder)]
+    """Every data file under `folder`, subfolders included, hidden ones skipped, and so are
+    llmkit's own run directories (a run written inside a corpus folder is not its data)."""
+    runs = [run.parent for run in folder.rglob(RECIPE_FILE) if run.parent != folder]
+    found = [
+        p
+        for p in folder.rglob("*")
+        if not _is_hidden(p, folder) and not any(run in p.parents for run in runs)
+    ]
     return _data_files(found, f"folder {folder}")
 
 

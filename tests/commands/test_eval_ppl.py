@@ -69,6 +69,8 @@ def test_a_masked_lm_gets_pseudo_perplexity(trained_mlm, tmp_path, cli):
             "--stride 64 must be between 1 and --max-length (32)",
         ),
         (["--model", "{clm}", "--data", "builtin", "--max-length", "4096"], "outside 2..64"),
+        (["--model", "{clm}", "--data", "builtin", "--max-length", "0"], "outside 2..64"),
+        (["--model", "{clm}", "--data", "builtin", "--stride", "0"], "--stride 0 must be"),
         (["--model", "{clm}", "--data", "builtin", "--precision", "fp64"], "unknown precision"),
         (["--model", "{clm}", "--data", "builtin", "--batch-size", "0"], "at least 1"),
     ],

@@ -36,6 +36,9 @@ def test_local_wikitext_word_perplexity_equals_eval_ppl(trained_clm, local_copie
         cli, trained_clm, "wikitext_local", "--local-dir", str(local_copies), "-o", str(out)
     )
     assert result.exit_code == 0, result.output
+    assert f"wikitext_local reads wikitext-2 ({local_copies}/wikitext-2/wiki.test.raw)" in " ".join(
+        result.stderr.split()
+    )  # the file it scored, named
     ours = summary["tasks"]["wikitext_local"]
     result, ppl = cli(
         "eval-ppl",
@@ -201,3 +204,15 @@ def test_without_the_extra_one_message_says_how_to_install(trained_clm, monkeypa
     result, _ = cli("evaluate", "--model", str(trained_clm), "--tasks", "wikitext_local")
     assert result.exit_code == 2
     assert "pip install 'llmkit[eval]'" in result.output
+
+
+def test_wikitext_local_refuses_the_tokenized_copy(trained_clm, tmp_path, cli):
+    """A folder holding WikiText's tokenized test.txt (words replaced by <unk>) is other text
+    than the raw split the task documents: refused, naming the file it needs."""
+    (tmp_path / "wikitext-2").mkdir()
+    rows = (FIXTURES / "wikitext-2-raw-test-head.raw").read_text().splitlines()[:40]
+    (tmp_path / "wikitext-2" / "test.txt").write_text("\n".join(rows) + "\n")
+    result, _ = evaluate(cli, trained_clm, "wikitext_local", "--local-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert "wiki.test.raw" in message and "test.txt" in message and "Traceback" not in message

@@ -167,6 +167,10 @@ def test_t5_summarization_trains_scores_rouge_and_generates(trained_clm, lead_se
     completions = json_line(result.stdout)["results"]
     assert [c["completion"].strip() for c in completions] == [r["prediction"] for r in rows]
     assert all(c["completion_tokens"] > 0 for c in completions)
+    # shown after an arrow: an encoder-decoder's output answers its prompt, it does not go on
+    shown = " ".join(result.stdout.split())
+    prompt, completion = (" ".join(completions[0][k].split()) for k in ("prompt", "completion"))
+    assert f"{prompt[-20:]} → {completion}" in shown
 
     refused = runner.invoke(app, ["eval-ppl", "-m", str(run), "--data", "builtin"])
     assert refused.exit_code == 2 and "encoder-decoder" in refused.output

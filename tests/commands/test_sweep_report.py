@@ -58,6 +58,11 @@ def swept(tmp_path_factory, trained_clm):
 def test_a_two_by_two_sweep_makes_four_runs_and_a_report_of_the_varied_keys(swept):
     folder, summary = swept
     assert summary["ran"] == 4 and summary["failed"] == [] and summary["skipped"] == 0
+    # each point's outcome carries the value of the metric that ranks them, from its run
+    assert summary["metric"] == "eval_loss"
+    for outcome in summary["outcomes"]:
+        metrics = json.loads((folder / outcome["point"] / "metrics.json").read_text())
+        assert outcome["value"] == metrics["eval_loss"]
     names = sorted(p.name for p in folder.iterdir() if (p / "metrics.json").is_file())
     assert names == [
         "lr=1e-3__layers=1",
@@ -160,6 +165,9 @@ def test_recipes_ls_show_and_a_copy_that_runs(tmp_path):
     listed = listing["recipes"]
     assert "gpt2-tiny" in listed and "accelerate/fsdp" in listed
     assert listed["gpt2-tiny"].startswith("A tiny GPT-2")
+    # each description is the opening comment whole, never cut at the end of its first line
+    assert all(text.endswith((".", ").")) for text in listed.values()), listed
+    assert listed["bert-base"].endswith("with a 30,522-entry uncased WordPiece.")
     # and every task the registry knows, with a recipe that runs it
     assert listing["tasks"]["qa/squad"].startswith("qa-squad")
     assert listing["tasks"]["glue/qqp"].startswith("glue-sst2 --set task.name=glue/qqp")
@@ -178,6 +186,20 @@ def test_recipes_ls_show_and_a_copy_that_runs(tmp_path):
     assert shown.exit_code == 0 and "family: gpt2" in shown.output
     missing = runner.invoke(app, ["recipes", "show", "gpt2-tiyn"])
     assert missing.exit_code == 2 and "did you mean" in missing.output.lower()
+
+
+def test_help_shows_the_search_spaces_as_typed():
+    """rich reads `:A:` as an emoji code; the help must show the text itself."""
+    shown = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"}).output
+    assert "loguniform:LOW:HIGH" in shown and "\U0001f170" not in shown
+
+
+def test_report_writes_where_dash_o_says(swept, tmp_path):
+    folder, _ = swept
+    runs = [str(p) for p in sorted(folder.glob("lr=*"))]
+    result = CliRunner().invoke(app, ["report", *runs, "-o", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "report.md").is_file()
 
 
 def test_every_command_help_shows_an_example():

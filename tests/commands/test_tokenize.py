@@ -122,6 +122,8 @@ def test_a_finished_run_is_kept_unless_overwrite(tmp_path):
         "--recipe", "tokenizer-byte-bpe", "--set", "tokenizer.vocab_size=600", "-o", str(out)
     )
     assert again.exit_code == 2 and "already holds a finished run" in again.stderr
+    assert "--resume" not in again.stderr  # tokenize has no --resume: the hint does not offer it
+    assert "--overwrite" in again.stderr
     assert (out / "tokenizer.json").read_bytes() == before
     replaced = tokenize(
         "--recipe",

@@ -32,6 +32,21 @@ def test_a_folder_of_files_is_one_corpus(tmp_path):
     assert sorted(dataset["text"]) == sorted(ROWS)
 
 
+def test_a_run_written_inside_a_corpus_folder_is_not_read_as_its_data(tmp_path):
+    """`llmkit tokenize --set data.train=corpus/ -o corpus/tok`: the run's JSON files are not
+    text of the corpus, and the next run on the folder reads the text files alone."""
+    for i, row in enumerate(ROWS):
+        (tmp_path / f"part{i}.txt").write_text(row + "\n")
+    run = tmp_path / "tok"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("name: tok\n")
+    (run / "tokenizer.json").write_text("{}")
+    (run / "notes.txt").write_text("a run's own text file\n")
+    dataset, source = load_source(str(tmp_path))
+    assert sorted(dataset["text"]) == sorted(ROWS)
+    assert all(run not in path.parents for path in source.files)
+
+
 def test_a_folder_mixing_formats_is_refused(tmp_path):
     write_all_formats(tmp_path)
     with pytest.raises(UserError, match="mixes formats"):
