@@ -10,6 +10,7 @@ with the closest valid one suggested; a key of another kind names the kind it be
 from __future__ import annotations
 
 import copy
+import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -319,6 +320,12 @@ def validate_recipe(tree: dict[str, Any], *, source: str) -> Recipe:
         ) from None
 
 
+# LLMKIT_MAX_STEPS=N caps every run at N training steps: a quick smoke test of recipes and
+# commands (the test of README's quick start sets it). It acts as one more --set, so the
+# recipe saved with the run says so.
+MAX_STEPS_ENV = "LLMKIT_MAX_STEPS"
+
+
 def load_recipe(ref: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe by path or shipped name, apply `--set` overrides, validate."""
     path = find_recipe_file(ref)
@@ -326,4 +333,11 @@ def load_recipe(ref: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe
     tree.setdefault("name", path.stem)
     for assignment in overrides:
         apply_override(tree, assignment)
+    cap = os.environ.get(MAX_STEPS_ENV)
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise UserError(f"{MAX_STEPS_ENV}={cap} is not a number of steps", "e.g. 20")
+        steps = (tree.get("train") or {}).get("max_steps")
+        if not isinstance(steps, int) or steps > int(cap):
+            apply_override(tree, f"train.max_steps={cap}")
     return validate_recipe(tree, source=str(path))
