@@ -183,27 +183,26 @@ def test_dry_run_prints_parameters_and_flops(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_tokenizer_smaller_than_asked_is_said_before_and_after(tmp_path, clm_run):
-    """The built-in corpus has fewer pieces than 30,000 to learn: the dry run shows the sizes
+def test_a_tokenizer_smaller_than_asked_is_said_before_and_after(tmp_path, clm_run, fixtures_dir):
+    """A slice of 134 rows has fewer pieces than 5,000 to learn: the dry run shows the sizes
     as the most the run can have, the run warns with both sizes and keeps the asked one in
     its summary; with a tokenizer given, the dry run shows the real sizes."""
-    big = ["--set", "tokenizer.vocab_size=30000", "--set", "model.layers=1"]
-    dry = runner.invoke(app, ["pretrain-clm", "--recipe", "gpt2-tiny", *big, "--dry-run"])
-    assert dry.exit_code == 0 and "up to 30,016" in dry.stdout, dry.output
+    small = [f"data.train={fixtures_dir / 'wikitext-2-raw-test-head.raw'}"]
+    small += ["tokenizer.vocab_size=5000", "data.validation_fraction=0"]
+    dry = pretrain("pretrain-clm", "gpt2-tiny", tmp_path / "dry", *sets(*small), "--dry-run")
+    assert dry.exit_code == 0 and "up to 5,056" in dry.stdout, dry.output  # 5,000 padded to 64s
     out, _ = clm_run
     given = ["--set", f"tokenizer.path={out}", "--dry-run"]
     exact = runner.invoke(app, ["pretrain-clm", "--recipe", "gpt2-tiny", *given])
     assert exact.exit_code == 0 and "up to" not in exact.stdout, exact.output
-    result = pretrain(
-        "pretrain-clm", "gpt2-tiny", tmp_path / "run", *sets(*FAST, "tokenizer.vocab_size=30000"),
-        "--json",
-    )  # fmt: skip
+    overrides = sets(*TINY_MODEL, "model.layers=1", "train.max_steps=2", *small)
+    result = pretrain("pretrain-clm", "gpt2-tiny", tmp_path / "run", *overrides, "--json")
     assert result.exit_code == 0, result.output
     summary = json_line(result.stdout)
     learned = len(AutoTokenizer.from_pretrained(tmp_path / "run"))
-    assert learned < 30000 and summary["vocab_size_asked"] == 30000
+    assert learned < 5000 and summary["vocab_size_asked"] == 5000
     warning = " ".join(result.stderr.split())
-    assert f"learned {learned:,} entries, fewer than the 30,000" in warning
+    assert f"learned {learned:,} entries, fewer than the 5,000" in warning
 
 
 def user_error(command, recipe, out, *overrides):

@@ -36,6 +36,7 @@ def tiny(trained_clm):
         "train.max_steps=6",
         "train.log_every=2",
         "train.eval_every=3",
+        "data.validation_fraction=0.005",  # a few dozen held-out blocks: quick evaluations
     ]
 
 
@@ -223,7 +224,8 @@ def test_cli_sweep_exits_1_when_a_point_failed(tmp_path, trained_clm):
 @pytest.mark.skipif(shutil.which("jq") is None, reason="examples/sweep.sh uses jq")
 def test_the_shell_sweep_example_runs_and_reports(tmp_path, trained_clm):
     script = Path(__file__).resolve().parents[2] / "examples" / "sweep.sh"
-    args = shlex.join(set_args([*TINY_MODEL, f"tokenizer.path={trained_clm}"]))
+    args = [*TINY_MODEL, f"tokenizer.path={trained_clm}", "data.validation_fraction=0.005"]
+    args = shlex.join(set_args(args))
     env = {**os.environ, "STEPS": "4", "OUT": str(tmp_path / "sweep"), "ARGS": args, "LAYERS": "1"}
     result = subprocess.run(
         ["bash", str(script)], capture_output=True, text=True, env=env, timeout=900
