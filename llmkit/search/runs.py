@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmkit.errors import Interrupted
+from llmkit.errors import Interrupted, UserError
 
 SWEEP_COMMANDS = ("pretrain-clm", "pretrain-mlm", "finetune")
 EXIT_INTERRUPTED = 130
@@ -53,6 +53,13 @@ class Sweep:
     prune: str | None = None  # median or hyperband
     parallel: int = 1  # trials at once
     seeds: int = 1  # runs per trial, each with its own seed; the trial's value is the mean
+
+    def __post_init__(self) -> None:
+        if self.command not in SWEEP_COMMANDS:
+            raise UserError(
+                f"sweep runs one of {', '.join(SWEEP_COMMANDS)}, not '{self.command}'",
+                "e.g. llmkit sweep pretrain-clm --recipe gpt2-tiny --grid train.lr=1e-4,3e-4",
+            )
 
     @property
     def searches(self) -> bool:

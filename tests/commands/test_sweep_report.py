@@ -150,6 +150,13 @@ def test_bad_grids_are_user_errors(specs, message):
         parse_grid(specs)
 
 
+def test_a_command_sweep_cannot_run_is_one_message(tmp_path):
+    args = ["sweep", "generate", "-r", "gpt2-tiny", "--grid", "train.lr=1e-3,2e-3"]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "sweep runs one of pretrain-clm" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_bad_key_stops_the_sweep_before_anything_runs(tmp_path):
     with pytest.raises(UserError, match="train.lrr"):
         run_sweep(Sweep("pretrain-clm", "gpt2-tiny", ("train.lrr=1,2",), output_dir=tmp_path))
