@@ -105,7 +105,16 @@ def print_grid(title: str, header: list[str], rows: list[list[Any]], *, to_stder
         table.add_column(column, justify="left" if column == header[0] else "right")
     for row in rows:
         table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    (err if to_stderr else out).print(table)
+    console = err if to_stderr else out
+    # As wide as its columns need, wider than the terminal if need be: a cut "train_l…" or a
+    # folded number tells nothing. (rich renders at most console.width, so it is lent more.)
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    width = console.width
+    try:
+        console.width = max(width, needed)
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def print_json(summary: Mapping[str, Any]) -> None:

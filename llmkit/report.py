@@ -10,7 +10,7 @@ runs, and draws the loss curves against steps and against tokens, one line per r
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,10 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     # `llmkit evaluate`'s figures (eval/<task>.json): {"sst2_local/acc": 0.61, ...}
     evaluations: dict[str, float] = field(default_factory=dict)
+    name: str = ""  # what the table and plots call it (load_runs); default: its folder name
 
-    @property
-    def name(self) -> str:
-        return self.directory.name
+    def __post_init__(self) -> None:
+        self.name = self.name or self.directory.name
 
     def curve(self, key: str, x: str) -> tuple[list[float], list[float]]:
         """(x, y) of every log entry holding `key`; x is "step" or "tokens"."""
@@ -88,6 +88,18 @@ def load_run(directory: str | Path) -> Run:
         history,
         load_evaluations(folder),
     )
+
+
+def load_runs(directories: list[str | Path]) -> list[Run]:
+    """The runs, each named by the last parts of its path that tell it from the others
+    (`a/run`, `b/run` for two folders both called `run`)."""
+    runs = [load_run(directory) for directory in directories]
+    parts = [run.directory.resolve().parts for run in runs]
+    for depth in range(1, max(map(len, parts), default=1) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names) or depth == max(map(len, parts)):
+            break
+    return [replace(run, name=name) for run, name in zip(runs, names, strict=True)]
 
 
 def load_evaluations(folder: Path) -> dict[str, float]:

@@ -9,7 +9,7 @@ from llmkit.errors import UserError
 from llmkit.report import (
     comparison_rows,
     differing_keys,
-    load_run,
+    load_runs,
     markdown_page,
     plot_losses,
     plot_search,
@@ -27,7 +27,7 @@ def run_report(run_dirs: list[str | Path], output: str | Path | None = None) -> 
     search = load_search(run_dirs[0]) if len(run_dirs) == 1 else None
     if search is not None:
         return search_report(search, Path(output) if output else search.folder / "report")
-    runs = [load_run(d) for d in run_dirs]
+    runs = load_runs(run_dirs)
     folder = Path(output) if output else Path(run_dirs[0]).parent / "report"
     header, rows = comparison_rows(runs)
     plots = plot_losses(runs, folder)
@@ -52,7 +52,7 @@ def search_report(search: Search, folder: Path) -> dict[str, Any]:
     finished = sorted(p.parent for p in search.folder.glob("**/metrics.json"))
     finished = [d for d in finished if is_finished_run(d) and "report" not in d.parts]
     if finished:
-        plots += plot_losses([load_run(d) for d in finished], folder)
+        plots += plot_losses(load_runs(finished), folder)
     best = search.best()
     summary_best = None
     lines = []

@@ -210,6 +210,22 @@ def test_report_writes_where_dash_o_says(swept, tmp_path):
     assert (tmp_path / "r" / "report.md").is_file()
 
 
+def test_report_tells_same_named_runs_apart_and_cuts_no_column(swept, tmp_path):
+    folder, _ = swept
+    first, second = sorted(folder.glob("lr=*"))[:2]
+    for parent, run in (("a", first), ("b", second)):
+        shutil.copytree(run, tmp_path / parent / "run")
+    runs = [str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
+    result = CliRunner().invoke(app, ["report", *runs, "-o", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row[0] for row in summary["rows"]] == ["a/run", "b/run"]
+    assert "a/run" in (tmp_path / "r" / "report.md").read_text()
+    # the table (on stderr with --json) is as wide as its columns: no header cut short
+    assert all(column in result.stderr for column in summary["header"]), result.stderr
+    assert "…" not in result.stderr
+
+
 def test_every_command_help_shows_an_example():
     from llmkit.commands import VERBS
 
