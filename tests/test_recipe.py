@@ -206,3 +206,13 @@ def test_a_task_key_of_another_kind_is_an_error_naming_its_kind():
 def test_no_recipe_number_is_infinite_or_nan(value):
     with pytest.raises(UserError, match="train.lr"):
         load_recipe("gpt2-tiny", [f"train.lr={value}"])
+
+
+def test_llmkit_max_steps_caps_a_run_and_says_so_in_its_recipe(monkeypatch):
+    monkeypatch.setenv("LLMKIT_MAX_STEPS", "5")
+    assert load_recipe("gpt2-tiny").train.max_steps == 5  # the recipe asks for 800
+    assert load_recipe("gpt2-tiny", ["train.max_steps=3"]).train.max_steps == 3  # fewer: kept
+    assert load_recipe("glue-sst2").train.max_steps == 5  # epochs, capped by steps
+    monkeypatch.setenv("LLMKIT_MAX_STEPS", "five")
+    with pytest.raises(UserError, match="LLMKIT_MAX_STEPS=five is not a number of steps"):
+        load_recipe("gpt2-tiny")
