@@ -109,11 +109,14 @@ def _post_processor(style: str, specials: SpecialTokens, tokenizer: Tokenizer):
     )
 
 
-def _untrained_pipeline(config: TokenizerConfig, specials: SpecialTokens):
-    """The tokenizers pipeline (model, normalizer, pre-tokenizer, decoder) and its trainer."""
+def _untrained_pipeline(
+    config: TokenizerConfig, specials: SpecialTokens, numbered_first: list[str] = ()
+):
+    """The tokenizers pipeline (model, normalizer, pre-tokenizer, decoder) and its trainer.
+    `numbered_first`: pieces the trainer must number right after the special tokens."""
     common = dict(
         vocab_size=config.vocab_size,
-        special_tokens=specials.vocabulary(),
+        special_tokens=[*specials.vocabulary(), *numbered_first],
         show_progress=False,
     )
     if config.type == "byte-bpe":
@@ -147,17 +150,44 @@ def _untrained_pipeline(config: TokenizerConfig, specials: SpecialTokens):
     return tokenizer, trainer
 
 
-def _with_canonical_ids(tokenizer: Tokenizer, specials: int) -> Tokenizer:
-    """Number the learned vocabulary in a fixed order.
+def _word_inner_characters(
+    batches: list[list[str]], config: TokenizerConfig, specials: SpecialTokens
+) -> list[str]:
+    """The `##c` pieces (a character inside a word) of a WordPiece training, sorted.
 
-    The WordPiece and Unigram trainers learn the same pieces on every run but number them in
-    hash-map order, so one recipe would give different token ids (and models, and cache
-    keys) each time. Special tokens keep their leading ids; the learned pieces follow in string
-    order (neither WordPiece's longest match nor Unigram's best path depends on ids).
-    Unigram's piece scores themselves still vary slightly between trainings (up to ~4e-4 in
-    log-probability, measured): a fixed tokenizer needs tokenizer.path.
+    The WordPiece trainer numbers these pieces in hash-map order, and the ids break ties
+    between equally frequent merges, so two trainings on one corpus could learn different
+    vocabularies (tokenizers issue #1794). Naming them as pieces to number first fixes their
+    ids. Which pieces they are costs one count of the corpus's words: a training that stops
+    before its first merge.
+    """
+    tokenizer, trainer = _untrained_pipeline(config.model_copy(update={"vocab_size": 1}), specials)
+    tokenizer.train_from_iterator(batches, trainer=trainer)
+    return sorted(t for t in tokenizer.get_vocab() if t.startswith("##") and len(t) == 3)
+
+
+# Unigram scores are rounded to this: the trainer adds likelihoods in hash-map order, so a
+# score varies by up to ~4e-11 between trainings (measured); rounded, two trainings agree
+# unless a score lies that close to a rounding boundary (about one tokenizer in 10^5).
+UNIGRAM_SCORE_DIGITS = 6
+# The step by which the Unigram trainer scores the characters it re-adds after pruning.
+UNIGRAM_READDED_STEP = 1e-4
+
+
+def _canonical(tokenizer: Tokenizer, specials: int, numbered_first: set[str]) -> Tokenizer:
+    """The trained tokenizer, written the same way by every training on the same rows.
+
+    - Pieces given to the trainer only to be numbered (`numbered_first`) are not special:
+      they leave the added tokens.
+    - The learned vocabulary is numbered in string order after the special tokens; the
+      WordPiece and Unigram trainers number it in hash-map order (neither WordPiece's
+      longest match nor Unigram's best path depends on ids).
+    - Unigram: the characters the trainer re-adds after pruning get the lowest score plus
+      1e-4 per character in hash-map order; they get it in string order instead, and every
+      score is rounded (UNIGRAM_SCORE_DIGITS).
     """
     state = json.loads(tokenizer.to_str())
+    state["added_tokens"] = [t for t in state["added_tokens"] if t["content"] not in numbered_first]
     model = state["model"]
     if model["type"] == "WordPiece":
         by_id = sorted(model["vocab"].items(), key=lambda item: item[1])
@@ -167,8 +197,28 @@ def _with_canonical_ids(tokenizer: Tokenizer, specials: int) -> Tokenizer:
         }
     elif model["type"] == "Unigram":
         head, rest = model["vocab"][:specials], model["vocab"][specials:]
-        model["vocab"] = head + sorted(rest, key=lambda piece: piece[0])
+        model["vocab"] = head + [
+            [piece, round(score, UNIGRAM_SCORE_DIGITS)]
+            for piece, score in sorted(_readded_in_order(rest), key=lambda p: p[0])
+        ]
     return Tokenizer.from_str(json.dumps(state))
+
+
+def _readded_in_order(pieces: list[list]) -> list[list]:
+    """Unigram pieces with the re-added characters' scores given out in string order: they
+    are the single characters scored lowest + k * 1e-4 (k = 0, 1, ...)."""
+    lowest = min(score for _, score in pieces)
+    steps = {}
+    for index, (piece, score) in enumerate(pieces):
+        k = (score - lowest) / UNIGRAM_READDED_STEP
+        if len(piece) == 1 and abs(k - round(k)) < 1e-6:
+            steps[index] = round(k)
+    ks = sorted(steps.values())
+    if ks != list(range(len(ks))):  # not the trainer's sequence: leave the scores alone
+        return pieces
+    readded = sorted(steps, key=lambda index: pieces[index][0])
+    scores = {index: lowest + k * UNIGRAM_READDED_STEP for k, index in enumerate(readded)}
+    return [[piece, scores.get(i, score)] for i, (piece, score) in enumerate(pieces)]
 
 
 def train_tokenizer(
@@ -181,9 +231,13 @@ def train_tokenizer(
     """Train on an iterator of text batches; return a ready transformers tokenizer."""
     style = resolve_style(config, family)
     specials = special_tokens_for(style, byte_level=config.type == "byte-bpe")
-    tokenizer, trainer = _untrained_pipeline(config, specials)
+    inner: list[str] = []
+    if config.type == "wordpiece":
+        batches = list(batches)  # read twice; the rows are in memory already (a Sample)
+        inner = _word_inner_characters(batches, config, specials)
+    tokenizer, trainer = _untrained_pipeline(config, specials, inner)
     tokenizer.train_from_iterator(batches, trainer=trainer, length=total_rows)
-    tokenizer = _with_canonical_ids(tokenizer, len(specials.vocabulary()))
+    tokenizer = _canonical(tokenizer, len(specials.vocabulary()), set(inner))
     if tokenizer.get_vocab_size() <= len(specials.vocabulary()):
         raise UserError("the tokenizer learned no vocabulary: the corpus has too little text")
     post = _post_processor(style, specials, tokenizer)
