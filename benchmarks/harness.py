@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out"
+# WikiText-2 valid (tokenized), kept in the repository as a test fixture.
+WIKITEXT_VALID = ROOT / "tests" / "fixtures" / "wikitext-2-valid.txt"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import OUT, ROOT, SHARED_DATA
+from benchmarks.harness import OUT, ROOT, SHARED_DATA, WIKITEXT_VALID
 
 SEQ_LEN = 1024
 
@@ -54,9 +54,7 @@ def real_lines() -> list[str]:
         articles = json.loads(squad.read_text("utf-8"))["data"]
         lines += [p["context"] for a in articles for p in a["paragraphs"]]
     if not lines:
-        from llmkit.data.sources import BUILTIN_CORPUS
-
-        lines = BUILTIN_CORPUS.read_text("utf-8").split("\n")
+        lines = WIKITEXT_VALID.read_text("utf-8").split("\n")
     return lines
 
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import OUT, ROOT, SHARED_DATA, status_mib
+from benchmarks.harness import OUT, ROOT, SHARED_DATA, WIKITEXT_VALID, status_mib
 
 PRETRAINING = {
     "clm": ("pretrain-clm", "gpt2-tiny", []),
@@ -67,9 +67,7 @@ def corpus() -> Path:
     shared = SHARED_DATA / "wikitext-2" / "valid.txt"
     if shared.is_file():
         return shared
-    from llmkit.data.sources import BUILTIN_CORPUS
-
-    return BUILTIN_CORPUS
+    return WIKITEXT_VALID
 
 
 def sst2_files() -> tuple[Path, Path]:

@@ -19,7 +19,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from benchmarks.harness import OUT, ROOT, SHARED_DATA, compare
+from benchmarks.harness import OUT, ROOT, SHARED_DATA, WIKITEXT_VALID, compare
 
 # name: (module, metric, higher is better, target ratio, how the target reads)
 BENCHMARKS = {
@@ -35,12 +35,11 @@ BENCHMARKS = {
 
 
 def corpus_text(megabytes: float) -> str:
-    """Real text of about `megabytes`: WikiText and Shakespeare when present, else builtin."""
-    from llmkit.data.sources import BUILTIN_CORPUS
-
+    """Real text of about `megabytes`: WikiText and Shakespeare when present, and WikiText-2
+    valid (a test fixture)."""
     files = [SHARED_DATA / "wikitext-2" / "test.txt", SHARED_DATA / "tinyshakespeare" / "input.txt"]
     parts = [f.read_text(encoding="utf-8") for f in files if f.is_file()]
-    parts.append(BUILTIN_CORPUS.read_text(encoding="utf-8"))
+    parts.append(WIKITEXT_VALID.read_text(encoding="utf-8"))
     text = "".join(parts)
     return text * max(1, round(megabytes * 1e6 / len(text.encode())))
 
@@ -56,19 +55,18 @@ def wikitext_test() -> Path:
 def prepare(work: Path, quick: bool, models: bool) -> dict:
     """The inputs both ways share, made with llmkit once."""
     from llmkit.commands.pretrain import run_pretrain
-    from llmkit.data.sources import BUILTIN_CORPUS
     from llmkit.models import build_model_config, special_token_ids
     from llmkit.recipe import TokenizerConfig, load_recipe
     from llmkit.tokenizer import save_tokenizer, train_tokenizer
 
     def lines():
-        with open(BUILTIN_CORPUS, encoding="utf-8") as handle:
+        with open(WIKITEXT_VALID, encoding="utf-8") as handle:
             rows = [row for row in handle.read().splitlines() if row.strip()]
         yield from (rows[i : i + 1000] for i in range(0, len(rows), 1000))
 
     corpus = work / "corpus-10mb.txt"
     corpus.write_text(corpus_text(2 if quick else 10), encoding="utf-8")
-    paths = {"corpus": str(corpus), "builtin": str(BUILTIN_CORPUS)}
+    paths = {"corpus": str(corpus), "wikitext-valid": str(WIKITEXT_VALID)}
     tokenizers = {
         "tokenize": (TokenizerConfig(vocab_size=8192), None),
         "clm": (load_recipe("gpt2-tiny").tokenizer, "gpt2"),
@@ -120,7 +118,7 @@ def options_for(name: str, paths: dict, quick: bool) -> tuple[dict, int]:
         objective = name.split("-")[1]
         return {
             "objective": objective,
-            "corpus": paths["builtin"],
+            "corpus": paths["wikitext-valid"],
             "tokenizer": paths[f"tokenizer-{objective}"],
             "config": paths[f"config-{objective}"],
             "steps": steps,
@@ -233,7 +231,10 @@ def main() -> None:
 
             print("scaling:", flush=True)
             results["scaling"] = curves(
-                paths["builtin"], paths["tokenizer-clm"], paths["model-clm"], str(wikitext_test())
+                paths["wikitext-valid"],
+                paths["tokenizer-clm"],
+                paths["model-clm"],
+                str(wikitext_test()),
             )
     results["minutes"] = (time.perf_counter() - started) / 60
     table = save(results, rows, machine)

@@ -23,6 +23,7 @@ from llmkit import __version__
 from llmkit.commands import DRY_RUN, JSON, RECIPE_FLAGS, RESUME, VERBS, Flag, Verb
 from llmkit.console import err, is_main_process, out, print_table
 from llmkit.errors import EXIT_OK, describe, exit_code_for
+from llmkit.preflight import preflight
 from llmkit.recipe import load_recipe
 
 app = typer.Typer(
@@ -116,6 +117,16 @@ def _run_recipe(verb: Verb) -> Callable[..., Any]:
     def run_recipe(*, recipe: str, overrides: list[str] = (), dry_run: bool = False, **values):
         resolved = load_recipe(recipe, overrides)
         if not dry_run:
+            run_dir_flags = {
+                k: values[k] for k in ("output_dir", "overwrite", "resume") if k in values
+            }
+            preflight(
+                resolved,
+                verb.name,
+                reads_corpus=verb.reads_corpus,
+                resumable=verb.resumable,
+                **run_dir_flags,
+            )
             return run(resolved, **verb.fixed, **values)
         shown = when_run(verb.describe)(resolved, **verb.fixed) if verb.describe else None
         out.print(resolved.to_yaml(), end="", highlight=False, markup=False)

@@ -50,10 +50,9 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def builtin_corpus() -> Path:
-    from llmkit.data.sources import BUILTIN_CORPUS
-
-    return BUILTIN_CORPUS
+def wikitext_valid() -> Path:
+    """WikiText-2 valid, tokenized v1: a plain-text corpus of Wikipedia paragraphs."""
+    return FIXTURES / "wikitext-2-valid.txt"
 
 
 @pytest.fixture(scope="session")

@@ -358,3 +358,69 @@ def test_one_giant_line_is_handled(tmp_path):
         ],
     )
     assert capped.exit_code == 2 and "too long" in capped.stderr
+
+
+# Runs the CLI in a fresh interpreter and prints its exit code and the heavy libraries that
+# were imported by the time it failed.
+FAIL_BEFORE_IMPORTS = """
+import sys
+from typer.testing import CliRunner
+from llmkit.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+heavy = [m for m in ("torch", "transformers", "datasets") if m in sys.modules]
+print(result.exit_code, *heavy, "|", result.output.replace("\\n", " "))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["pretrain-clm", "--recipe", "gpt2-tiny", "-o", "{notrun}"], "not an llmkit run"),
+        (["pretrain-mlm", "--recipe", "bert-tiny", "-o", "{finished}"], "already holds a finished"),
+        (
+            ["pretrain-clm", "--recipe", "gpt2-tiny", "--resume", "{notrun}", "-o", "{tmp}/out"],
+            "no complete checkpoint",
+        ),
+        (
+            [
+                "tokenize",
+                "--recipe",
+                "tokenizer-byte-bpe",
+                "--set",
+                "data.train={tmp}/nothing.txt",
+                "-o",
+                "{tmp}/out",
+            ],
+            "neither an existing file",
+        ),
+        (
+            [
+                "pretrain-clm",
+                "--recipe",
+                "gpt2-tiny",
+                "--set",
+                "data.validation={tmp}/no/",
+                "-o",
+                "{tmp}/out",
+            ],
+            "neither an existing file",
+        ),
+    ],
+)
+def test_a_bad_output_folder_or_corpus_fails_before_the_heavy_imports(tmp_path, args, expected):
+    (tmp_path / "notrun").mkdir()
+    (tmp_path / "notrun" / "notes.txt").write_text("mine")
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "recipe.yaml").write_text("name: x\n")
+    (finished / "metrics.json").write_text("{}")
+    filled = [a.format(tmp=tmp_path, notrun=tmp_path / "notrun", finished=finished) for a in args]
+    printed = subprocess.run(
+        [sys.executable, "-c", FAIL_BEFORE_IMPORTS, *filled],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    code_and_modules, output = printed.split("|", 1)
+    assert code_and_modules.split() == ["2"], printed  # exit 2, and none of the three imported
+    assert expected in output

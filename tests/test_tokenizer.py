@@ -23,8 +23,8 @@ def trained(path, tmp_path, **config):
     return AutoTokenizer.from_pretrained(tmp_path)
 
 
-def test_byte_bpe_round_trips_every_raw_wikitext_row(builtin_corpus, wikitext_raw_test, tmp_path):
-    tokenizer = trained(builtin_corpus, tmp_path, type="byte-bpe", vocab_size=2000)
+def test_byte_bpe_round_trips_every_raw_wikitext_row(wikitext_valid, wikitext_raw_test, tmp_path):
+    tokenizer = trained(wikitext_valid, tmp_path, type="byte-bpe", vocab_size=2000)
     rows = wikitext_raw_test.read_bytes().decode("utf-8").split("\r\n")
     assert len(rows) > 100
     mismatched = [r for r in rows if tokenizer.decode(tokenizer(r)["input_ids"]) != r]
@@ -34,8 +34,8 @@ def test_byte_bpe_round_trips_every_raw_wikitext_row(builtin_corpus, wikitext_ra
     assert tokenizer.unk_token_id not in ids
 
 
-def test_gpt_style_special_tokens_survive_save_and_load(builtin_corpus, tmp_path):
-    tokenizer = trained(builtin_corpus, tmp_path, type="byte-bpe", vocab_size=500)
+def test_gpt_style_special_tokens_survive_save_and_load(wikitext_valid, tmp_path):
+    tokenizer = trained(wikitext_valid, tmp_path, type="byte-bpe", vocab_size=500)
     assert tokenizer.eos_token == tokenizer.bos_token == "<|endoftext|>"
     assert tokenizer.pad_token == "<|pad|>" and tokenizer.pad_token_id != tokenizer.eos_token_id
     assert tokenizer("a b")["input_ids"] == tokenizer("a b", add_special_tokens=False)["input_ids"]
@@ -44,8 +44,8 @@ def test_gpt_style_special_tokens_survive_save_and_load(builtin_corpus, tmp_path
     assert special_map["eos_token"] == "<|endoftext|>"
 
 
-def test_wordpiece_encodes_a_pair_with_the_bert_template(builtin_corpus, tmp_path):
-    tokenizer = trained(builtin_corpus, tmp_path, type="wordpiece", vocab_size=3000)
+def test_wordpiece_encodes_a_pair_with_the_bert_template(wikitext_valid, tmp_path):
+    tokenizer = trained(wikitext_valid, tmp_path, type="wordpiece", vocab_size=3000)
     assert (tokenizer.cls_token, tokenizer.sep_token, tokenizer.mask_token) == (
         "[CLS]",
         "[SEP]",
@@ -60,15 +60,15 @@ def test_wordpiece_encodes_a_pair_with_the_bert_template(builtin_corpus, tmp_pat
     assert encoded["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
 
 
-def test_roberta_style_wraps_pairs_with_double_separator(builtin_corpus, tmp_path):
-    tokenizer = trained(builtin_corpus, tmp_path, type="byte-bpe", style="roberta", vocab_size=800)
+def test_roberta_style_wraps_pairs_with_double_separator(wikitext_valid, tmp_path):
+    tokenizer = trained(wikitext_valid, tmp_path, type="byte-bpe", style="roberta", vocab_size=800)
     tokens = tokenizer.convert_ids_to_tokens(tokenizer("a", "b")["input_ids"])
     assert tokens[0] == "<s>" and tokens.count("</s>") == 3 and tokenizer.mask_token == "<mask>"
 
 
 @pytest.mark.parametrize("kind", ["bpe", "unigram"])
-def test_bpe_and_unigram_train_and_load(builtin_corpus, tmp_path, kind):
-    tokenizer = trained(builtin_corpus, tmp_path, type=kind, vocab_size=1500)
+def test_bpe_and_unigram_train_and_load(wikitext_valid, tmp_path, kind):
+    tokenizer = trained(wikitext_valid, tmp_path, type=kind, vocab_size=1500)
     assert 1000 <= len(tokenizer) <= 1500
     text = "The game was released in Japan in 2011 ."
     ids = tokenizer(text)["input_ids"]
@@ -77,10 +77,10 @@ def test_bpe_and_unigram_train_and_load(builtin_corpus, tmp_path, kind):
     assert tokenizer.eos_token == "<|endoftext|>" and tokenizer.unk_token == "<|unk|>"
 
 
-def test_fingerprint_changes_with_the_vocabulary(builtin_corpus):
-    small = train_tokenizer(corpus_batches(builtin_corpus), TokenizerConfig(vocab_size=400))
-    again = train_tokenizer(corpus_batches(builtin_corpus), TokenizerConfig(vocab_size=400))
-    larger = train_tokenizer(corpus_batches(builtin_corpus), TokenizerConfig(vocab_size=500))
+def test_fingerprint_changes_with_the_vocabulary(wikitext_valid):
+    small = train_tokenizer(corpus_batches(wikitext_valid), TokenizerConfig(vocab_size=400))
+    again = train_tokenizer(corpus_batches(wikitext_valid), TokenizerConfig(vocab_size=400))
+    larger = train_tokenizer(corpus_batches(wikitext_valid), TokenizerConfig(vocab_size=500))
     assert tokenizer_fingerprint(small) == tokenizer_fingerprint(again)
     assert tokenizer_fingerprint(small) != tokenizer_fingerprint(larger)
 
@@ -94,13 +94,13 @@ def test_loading_a_folder_without_a_tokenizer_is_a_user_error(tmp_path):
 # large enough for merges of equal counts to exist, where the trainers' hash-map order used to
 # decide (WordPiece: 12,585 entries one run, 12,587 the next).
 TRAIN_EACH_TYPE = """
-import sys
+import json, sys
 from pathlib import Path
 from llmkit.data.sources import BUILTIN_CORPUS
 from llmkit.recipe import TokenizerConfig
 from llmkit.tokenizer import save_tokenizer, train_tokenizer
 
-lines = [l for l in BUILTIN_CORPUS.read_text(encoding="utf-8").splitlines() if l.strip()]
+lines = [json.loads(record)["text"] for record in BUILTIN_CORPUS.open(encoding="utf-8")]
 sizes = {"byte-bpe": 8192, "bpe": 8000, "wordpiece": 30522, "unigram": 8000}
 for kind, size in sizes.items():
     batches = (lines[i : i + 2000] for i in range(0, len(lines), 2000))

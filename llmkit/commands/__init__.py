@@ -51,6 +51,7 @@ class Verb:
     takes_json: bool = True
     recipe: bool = False  # runs a recipe: the recipe flags, --dry-run, the run directory flags
     resumable: bool = True  # (recipe verbs) takes --resume
+    reads_corpus: bool = False  # (recipe verbs) reads data.train: checked before imports
     # (recipe verbs) returns what --dry-run calls to check and show more, no data read
     describe: Callable[[], Callable] | None = None
     describe_title: str = "model"
@@ -171,6 +172,7 @@ def _pretraining(objective: str, help: str, example: str) -> Verb:
         example,
         pretrain_function,
         recipe=True,
+        reads_corpus=True,
         show=console.show_summary(),
         describe=describe_model_function,
         fixed={"objective": objective},
@@ -188,6 +190,7 @@ VERBS = (
         tokenize_function,
         recipe=True,
         resumable=False,
+        reads_corpus=True,
         show=console.show_summary(),
     ),
     _pretraining(

@@ -34,14 +34,10 @@ from llmkit.data.packing import (
 )
 from llmkit.data.sampling import Sample, sample_rows
 from llmkit.data.shards import new_entry
-from llmkit.data.sources import ResolvedSource, resolve_source
+from llmkit.data.sources import ResolvedSource, corpus_source
 from llmkit.data.streams import RowStream, open_rows
 from llmkit.errors import UserError
 from llmkit.recipe import DataConfig
-
-
-def resolve(data: DataConfig, src: str, split: str) -> ResolvedSource:
-    return resolve_source(src, split=split, local_dir=data.local_dir, subset=data.subset)
 
 
 @dataclass
@@ -56,7 +52,7 @@ class CorpusRows:
 def corpus_rows(data: DataConfig, src: str, *, split: str, what: str) -> CorpusRows:
     """SRC's text rows, read once as a stream and cleaned by the recipe's rules, with a
     progress bar (`what` names the pass) showing MB read, MB/s and the time left."""
-    source = resolve(data, src, split)
+    source = corpus_source(data, src, split)
     stream = open_rows(
         source,
         data.text_column,
@@ -155,7 +151,7 @@ def packed_blocks(
     whole corpus it is packed instead of reading the source again.
     `seed` draws the random second segments of next-sentence pairs (layout "nsp").
     """
-    source = resolve(data, src, split)
+    source = corpus_source(data, src, split)
     fingerprint = blocks_fingerprint(
         corpus=source.fingerprint,
         text_column=data.text_column,

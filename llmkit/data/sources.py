@@ -20,14 +20,21 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from llmkit.data.known import KNOWN_SOURCES, HubDataset, known_source
 from llmkit.errors import UserError, did_you_mean
+from llmkit.recipe import DataConfig
 from llmkit.rundir import RECIPE_FILE
 
-BUILTIN_CORPUS = Path(__file__).resolve().parent / "builtin" / "wikitext-2-valid.txt"
+# datasets (a second of start-up) is imported by the functions that read rows, not here:
+# resolving a source is part of the checks a run makes before any heavy import
+# (preflight.py), so that a wrong path fails in a fraction of a second.
+if TYPE_CHECKING:
+    import datasets
+
+# Raw text, one speech per record; not a split that any evaluation scores (NOTICE.md).
+BUILTIN_CORPUS = Path(__file__).resolve().parent / "builtin" / "shakespeare.jsonl"
 
 # File ending → (datasets builder, extra builder arguments).
 LOCAL_FORMATS: dict[str, tuple[str, dict]] = {
@@ -195,7 +202,7 @@ def resolve_source(
     configuration of a hub repository (`en` for allenai/c4); `local_key` is how the caller
     names `local_dir` in messages."""
     if src == "builtin":
-        return ResolvedSource("builtin (WikiText-2 valid)", files=(BUILTIN_CORPUS,))
+        return ResolvedSource("builtin (Tiny Shakespeare)", files=(BUILTIN_CORPUS,))
     known = known_source(src)
     if known is not None:
         folder_name, hub = known
@@ -229,11 +236,18 @@ def resolve_source(
     )
 
 
+def corpus_source(data: DataConfig, src: str, split: str) -> ResolvedSource:
+    """Where a recipe's corpus (`data.train` or `data.validation`) is."""
+    return resolve_source(src, split=split, local_dir=data.local_dir, subset=data.subset)
+
+
 def load_files(
     files: tuple[Path, ...], *, num_proc: int | None = None, streaming: bool = False
 ) -> datasets.Dataset | datasets.IterableDataset:
     """Local files through their datasets builder; `streaming` reads them as a stream (no
     Arrow copy in the datasets cache)."""
+    import datasets
+
     builder, options = LOCAL_FORMATS[file_format(files[0])]
     try:
         return datasets.load_dataset(
@@ -293,6 +307,8 @@ def load_hub(
     local_flag: str = "--set data.local_dir=DIR",
 ) -> datasets.Dataset | datasets.IterableDataset:
     """`local_flag` is how the calling command is told about a local copy (for the hint)."""
+    import datasets
+
     known = known_source(src)
     how_to = (
         f"point at a local copy: {local_flag}, or export LLMKIT_DATA_DIR=ROOT "
@@ -324,6 +340,8 @@ def load_hub(
 
 def load_saved(folder: Path, split: str) -> datasets.Dataset:
     """A `save_to_disk` folder, memory-mapped; a DatasetDict gives its `split`."""
+    import datasets
+
     loaded = datasets.load_from_disk(str(folder))
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
@@ -337,6 +355,8 @@ def load_hub_split(
 ) -> datasets.Dataset:
     """One split of a hub dataset, or one UserError saying `what` cannot be fetched offline
     and `how_to` point at a local copy instead."""
+    import datasets
+
     try:
         return datasets.load_dataset(repo, config, split=split)
     except Exception as e:

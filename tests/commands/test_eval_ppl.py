@@ -21,8 +21,8 @@ def test_json_summary_and_output_file(trained_clm, tmp_path, cli):
     assert summary == json.loads(out.read_text())
     assert summary["stride"] == 32 and summary["objective"] == "clm"
     assert 1 < summary["token_perplexity"] < 1000 and summary["tokens_per_second"] > 0
-    # builtin is a plain-text file: one document, not detokenized.
-    assert summary["documents"] == 1 and summary["detokenized"] is False
+    # builtin holds one speech per record: each is a document; nothing is detokenized.
+    assert summary["documents"] == 7222 and summary["detokenized"] is False
 
 
 def test_each_record_of_a_structured_source_is_a_document(trained_clm, tmp_path, cli):

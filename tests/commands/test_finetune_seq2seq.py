@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
-from helpers import finetune, json_line, set_args
+from helpers import FIXTURES, finetune, json_line, set_args
 from rouge_score import rouge_scorer
 from typer.testing import CliRunner
 
 from llmkit.cli import app
-from llmkit.data.sources import BUILTIN_CORPUS
 
 runner = CliRunner()
 TINY = [
@@ -35,7 +34,7 @@ def write_jsonl(path: Path, rows) -> Path:
 def lead_sentences(tmp_path_factory) -> tuple[Path, Path]:
     """Real text: WikiText paragraphs (first 64 words) and their first sentence."""
     pairs = []
-    for line in BUILTIN_CORPUS.read_text(encoding="utf-8").splitlines():
+    for line in (FIXTURES / "wikitext-2-valid.txt").read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line.startswith("=") or " . " not in line or len(line.split()) < 30:
             continue

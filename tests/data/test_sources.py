@@ -59,10 +59,15 @@ def test_a_saved_dataset_folder_loads(tmp_path):
     assert dataset["text"] == ROWS and source.saved_dataset is not None
 
 
-def test_builtin_is_the_shipped_wikitext(builtin_corpus):
+def test_builtin_is_raw_shakespeare_one_speech_per_record():
+    from llmkit.data.sources import BUILTIN_CORPUS
+
     dataset, source = load_source("builtin")
-    assert len(dataset) == 3760 and "builtin" in source.description
-    assert builtin_corpus.stat().st_size < 2_000_000
+    assert len(dataset) == 7222 and "builtin" in source.description
+    assert dataset[0]["text"] == "First Citizen:\nBefore we proceed any further, hear me speak."
+    text = "\n\n".join(dataset["text"])
+    assert "<unk>" not in text and " @-@ " not in text  # raw, not WikiText's tokenized copy
+    assert BUILTIN_CORPUS.stat().st_size < 2_000_000
 
 
 def test_known_name_offline_says_how_to_use_a_local_copy():

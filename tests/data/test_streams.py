@@ -25,8 +25,8 @@ from llmkit.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")
-def lines(builtin_corpus):
-    return builtin_corpus.read_text(encoding="utf-8").split("\n")[:-1]
+def lines(wikitext_valid):
+    return wikitext_valid.read_text(encoding="utf-8").split("\n")[:-1]
 
 
 @pytest.fixture(scope="module")
