@@ -22,7 +22,7 @@ lint:
 	$(PYTHON) -m ruff check llmkit tests benchmarks
 	$(PYTHON) -m ruff format --check llmkit tests benchmarks
 
-demo:  ## tokenize → pretrain-clm → pretrain-mlm on the built-in corpus (170 s on 2 idle cores)
+demo:  ## tokenize → pretrain-clm → pretrain-mlm on the built-in corpus (180 s on 2 idle cores)
 	$(PYTHON) -m llmkit tokenize --recipe tokenizer-byte-bpe --output-dir runs/demo/tokenizer --overwrite \
 		--set tokenizer.vocab_size=4096 --set data.encode=true --set data.seq_len=128
 	$(PYTHON) -m llmkit pretrain-clm --recipe gpt2-tiny --output-dir runs/demo/gpt2-tiny --overwrite \
