@@ -10,31 +10,16 @@ as tests and scripts do, is just as safe.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 from llmkit.data.sources import corpus_source
 from llmkit.recipe import Recipe
 from llmkit.rundir import Run
 
 
-def preflight(
-    recipe: Recipe,
-    command: str,
-    *,
-    reads_corpus: bool,
-    output_dir: Path | None = None,
-    overwrite: bool = False,
-    resume: str | None = None,
-    resumable: bool = True,
-) -> None:
-    Run.start(
-        recipe,
-        command,
-        output_dir=output_dir,
-        overwrite=overwrite,
-        resume=resume,
-        resumable=resumable,
-    )
+def preflight(recipe: Recipe, command: str, *, reads_corpus: bool, **run_dir_flags: Any) -> None:
+    """`run_dir_flags`: Run.start's (output_dir, overwrite, resume, resumable)."""
+    Run.start(recipe, command, **run_dir_flags)
     if reads_corpus:
         corpus_source(recipe.data, recipe.data.train, "train")
         if recipe.data.validation:
