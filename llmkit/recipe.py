@@ -139,6 +139,20 @@ def _default_elsewhere(key: str) -> Any:
     return _NO_DEFAULT
 
 
+class MuonConfig(Section):  # train.muon: used when train.optimizer is muon
+    # Defaults from Moonlight (Liu et al. 2025, "Muon is Scalable for LLM Training"): Nesterov
+    # momentum 0.95, 5 Newton-Schulz steps, and each update scaled to AdamW's RMS
+    # (match_rms_adamw), so that one learning rate serves Muon and AdamW alike.
+    lr: float | None = Field(None, gt=0)  # null: train.lr
+    momentum: float = Field(0.95, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float | None = Field(None, ge=0)  # null: train.weight_decay
+    ns_steps: int = Field(5, ge=1)
+    # original: Keller Jordan's scaling, sqrt(max(1, rows/cols)), for Muon-sized learning rates
+    # (modded-nanogpt's 0.05, nanochat's 0.02)
+    adjust_lr: Literal["match_rms_adamw", "original"] = "match_rms_adamw"
+
+
 class TrainConfig(Section):
     max_steps: int | None = Field(None, ge=1)  # wins over epochs
     epochs: float = Field(1.0, gt=0)
@@ -146,7 +160,15 @@ class TrainConfig(Section):
     eval_batch_size: int | None = Field(None, ge=1)  # default: batch_size
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(5e-4, gt=0)
-    schedule: Literal["linear", "cosine", "constant"] = "cosine"
+    # adamw: AdamW for every parameter. muon: Muon for the hidden layers' weight matrices,
+    # AdamW for embeddings, output layers, norms and biases (llmkit/optimizers.py)
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon: MuonConfig = MuonConfig()
+    # wsd: warmup, a constant rate, then a linear decay to 0 over the last decay_fraction
+    schedule: Literal["linear", "cosine", "constant", "wsd"] = "cosine"
+    # 0.2: the share at which Hägele et al. 2024 ("Scaling Laws and Compute-Optimal Training
+    # Beyond Fixed Training Durations") find WSD matching cosine
+    decay_fraction: float = Field(0.2, gt=0, le=1)
     warmup: float = Field(0.0, ge=0)  # below 1: a fraction of the steps; else a step count
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, ge=0)  # 0 turns clipping off

@@ -35,10 +35,19 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from llmkit.console import note, progress_bar
 from llmkit.errors import Interrupted, RunFailed, UserError
 from llmkit.fast_path import has_accelerator, note_sharding_fallback, resolve_fast_path
+from llmkit.optimizers import check_optimizer_launch, optimizer_choice
 from llmkit.recipe import TrainConfig
 from llmkit.rundir import complete_checkpoints
 
-SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+SCHEDULES = {
+    "linear": "linear",
+    "cosine": "cosine",
+    "constant": "constant_with_warmup",
+    "wsd": "warmup_stable_decay",
+}
+# In `lr_scheduler_kwargs` of a wsd run: the share of the steps that decays (turned into
+# transformers' step count by CheckpointSafeTrainer.create_scheduler).
+DECAY_FRACTION = "decay_fraction"
 # The package each `train.report_to` integration imports (either name will do).
 REPORTER_PACKAGES = {
     "tensorboard": ("tensorboard", "tensorboardX"),
@@ -104,6 +113,7 @@ def training_arguments(
     generation settings)."""
     fast = resolve_fast_path(train)
     check_reporters(train.report_to)
+    check_optimizer_launch(train)
     note_sharding_fallback()
     return (arguments_class or TrainingArguments)(
         output_dir=str(run_dir),
@@ -115,6 +125,11 @@ def training_arguments(
         num_train_epochs=train.epochs,
         learning_rate=train.lr,
         lr_scheduler_type=SCHEDULES[train.schedule],
+        lr_scheduler_kwargs=(
+            {"decay_type": "linear", DECAY_FRACTION: train.decay_fraction}
+            if train.schedule == "wsd"
+            else {}
+        ),
         warmup_steps=train.warmup if train.warmup < 1 else int(train.warmup),
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
@@ -196,6 +211,8 @@ class CheckpointSafeTrainer(Trainer):
     meanwhile leaves a folder that looks resumable and is not. Here each checkpoint is
     written into a staging folder, flushed, renamed into place, and only then are old
     checkpoints rotated out (so a kill never leaves fewer good checkpoints than before).
+    It also counts FLOPs once per run rather than per step, and gives the WSD schedule its
+    decay steps.
     """
 
     def floating_point_ops(self, inputs) -> int:
@@ -207,6 +224,27 @@ class CheckpointSafeTrainer(Trainer):
         main_input = getattr(self.model, "main_input_name", "input_ids")
         tokens = inputs[main_input].numel() if main_input in inputs else 0
         return 6 * tokens * self._counted_parameters
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        # WSD decays over the last `decay_fraction` of the steps; transformers' schedule takes
+        # a step count, and the steps are known only now (a recipe may give epochs).
+        settings = self.args.lr_scheduler_kwargs
+        if DECAY_FRACTION not in settings:
+            return super().create_scheduler(num_training_steps, optimizer)
+        decay = max(1, round(settings[DECAY_FRACTION] * num_training_steps))
+        warmup = self.args.get_warmup_steps(num_training_steps)
+        if warmup + decay > num_training_steps:
+            raise UserError(
+                f"train.schedule wsd: {warmup} warmup and {decay} decay steps do not fit in "
+                f"{num_training_steps} steps",
+                "lower train.warmup or train.decay_fraction",
+            )
+        steps = {k: v for k, v in settings.items() if k != DECAY_FRACTION}
+        self.args.lr_scheduler_kwargs = {**steps, "num_decay_steps": decay}
+        try:
+            return super().create_scheduler(num_training_steps, optimizer)
+        finally:
+            self.args.lr_scheduler_kwargs = settings
 
     def _save_checkpoint(self, model, trial) -> None:
         run_dir = Path(self.args.output_dir)
@@ -292,6 +330,7 @@ def build_trainer(
     tokenizer: PreTrainedTokenizerFast,
     compute_metrics,
     preprocess_logits_for_metrics,
+    train: TrainConfig,
     callbacks: list[TrainerCallback] | tuple = (),
     trainer_class: type[Trainer] | None = None,
 ) -> Trainer:
@@ -309,6 +348,9 @@ def build_trainer(
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         callbacks=[RichProgress(), *callbacks],
     )
+    # Read by Trainer.create_optimizer; set here because not every Trainer subclass
+    # (Seq2SeqTrainer) takes it as an argument.
+    trainer.optimizer_cls_and_kwargs = optimizer_choice(train)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     processes = trainer.args.world_size

@@ -25,9 +25,9 @@ OVERRIDES = [
 ]
 
 
-def llmkit_args(run_dir, batch_size):
+def llmkit_args(run_dir, batch_size, *extra):
     args = ["-m", "llmkit", "pretrain-clm", "--recipe", "gpt2-tiny", "-o", str(run_dir), "--json"]
-    return args + set_args([*OVERRIDES, f"train.batch_size={batch_size}"])
+    return args + set_args([*OVERRIDES, f"train.batch_size={batch_size}", *extra])
 
 
 def losses(run_dir):
@@ -41,9 +41,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, optimizer):
+    chosen = f"train.optimizer={optimizer}"
     single = run_pretrain(
-        load_recipe("gpt2-tiny", [*OVERRIDES, "train.batch_size=16"]),
+        load_recipe("gpt2-tiny", [*OVERRIDES, "train.batch_size=16", chosen]),
         "clm",
         output_dir=tmp_path / "single",
     )
@@ -54,7 +56,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
             "2",
             "--master_port",
             str(free_port()),
-            *llmkit_args(tmp_path / "ddp", 8),
+            *llmkit_args(tmp_path / "ddp", 8, chosen),
         ],
         capture_output=True,
         text=True,

@@ -70,6 +70,7 @@ def task_trainer(
         compute_metrics=task.compute_metrics,
         preprocess_logits_for_metrics=task.preprocess_logits_for_metrics,
         trainer_class=task.trainer_class,
+        train=recipe.train,
         callbacks=callbacks,
     )
 

@@ -282,6 +282,7 @@ def run_pretrain(
         preprocess_logits_for_metrics=functools.partial(
             summarize_predictions, shift=objective == "clm"
         ),
+        train=recipe.train,
         callbacks=[*trial_callbacks(), *callbacks],
     )
 
