@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 TARGET_MODULES = {
     "gpt2": ["c_attn", "c_proj", "c_fc"],
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "nanochat": ["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"],
     "bert": ["query", "key", "value", "dense"],
+    "modernbert": ["Wqkv", "Wo", "Wi"],  # Wo: the attention's and the MLP's output
     "roberta": ["query", "key", "value", "dense"],
     "t5": ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"],
     "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],

@@ -22,6 +22,8 @@ from transformers import (
     BertForPreTraining,
     GPT2Config,
     LlamaConfig,
+    ModernBertConfig,
+    NanoChatConfig,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -41,9 +43,13 @@ LanguageModeling = Literal["clm", "mlm", "seq2seq"]  # what a saved model does (
 FAMILY_OBJECTIVE: dict[str, Objective] = {
     "gpt2": "clm",
     "llama": "clm",
+    "nanochat": "clm",
     "bert": "mlm",
     "roberta": "mlm",
+    "modernbert": "mlm",
 }
+# Families whose embeddings and output layer are separate unless the recipe ties them.
+UNTIED_FAMILIES = ("nanochat",)
 # RoBERTa numbers positions from padding_idx + 1, so it needs two more position embeddings.
 ROBERTA_POSITION_OFFSET = 2
 
@@ -58,9 +64,10 @@ def _check_shape(model: ModelConfig) -> None:
             f"model.hidden ({model.hidden}) must be divisible by model.heads ({model.heads})",
             "pick heads that divide hidden, e.g. hidden 256 with 4 heads",
         )
-    if model.kv_heads is not None and (model.family != "llama" or model.heads % model.kv_heads):
+    grouped = ("llama", "nanochat")
+    if model.kv_heads is not None and (model.family not in grouped or model.heads % model.kv_heads):
         raise UserError(
-            "model.kv_heads is for the llama family and must divide model.heads "
+            "model.kv_heads is for the llama and nanochat families and must divide model.heads "
             f"(heads {model.heads}, kv_heads {model.kv_heads})"
         )
 
@@ -86,12 +93,15 @@ def build_model_config(
     check_attention(model.attention)
     vocab = model.vocab_size or padded_vocab_size(tokens, model.vocab_multiple)
     positions = model.max_positions or seq_len
+    tied = model.family not in UNTIED_FAMILIES
     special = {
         **special_ids,
-        "tie_word_embeddings": model.tie_embeddings,
+        "tie_word_embeddings": tied if model.tie_embeddings is None else model.tie_embeddings,
         "initializer_range": model.initializer_range,
     }
     intermediate = model.intermediate or 4 * model.hidden
+    # A gated MLP (SwiGLU, GeGLU) has three matrices: ~8/3 x hidden keeps a 4 x MLP's weights.
+    gated_intermediate = model.intermediate or 32 * math.ceil(8 * model.hidden / 3 / 32)
     # The recipe's shape under transformers' common names, which each config maps to its own
     # (GPT-2's n_embd and n_layer, T5's d_model and num_heads, BART's encoder_layers, ...).
     shape = {
@@ -111,14 +121,36 @@ def build_model_config(
             **special,
         )
     elif model.family == "llama":
-        # SwiGLU has three matrices, so ~8/3 x hidden keeps the parameters of a 4 x MLP.
-        llama_intermediate = model.intermediate or 32 * math.ceil(8 * model.hidden / 3 / 32)
         config = LlamaConfig(
             **shape,
-            intermediate_size=llama_intermediate,
+            intermediate_size=gated_intermediate,
             num_key_value_heads=model.kv_heads or model.heads,
             max_position_embeddings=positions,
             attention_dropout=model.dropout,
+            **special,
+        )
+    elif model.family == "nanochat":
+        # RoPE, QK-norm, ReLU² MLP, no biases, untied embeddings, logits soft-capped at 15
+        # (transformers' NanoChatConfig defaults, as nanochat trains them).
+        config = NanoChatConfig(
+            **shape,
+            intermediate_size=intermediate,
+            num_key_value_heads=model.kv_heads or model.heads,
+            max_position_embeddings=positions,
+            attention_dropout=model.dropout,
+            **special,
+        )
+    elif model.family == "modernbert":
+        # RoPE, pre-norm, GeGLU, no biases, alternating local (128-token) and global attention.
+        config = ModernBertConfig(
+            **shape,
+            intermediate_size=gated_intermediate,
+            max_position_embeddings=positions,
+            attention_dropout=model.dropout,
+            mlp_dropout=model.dropout,
+            embedding_dropout=model.dropout,
+            cls_token_id=special_ids["bos_token_id"],
+            sep_token_id=special_ids["eos_token_id"],
             **special,
         )
     elif model.family in ("bert", "roberta"):
@@ -163,7 +195,8 @@ def build_model_config(
         )
     else:
         raise UserError(
-            "the recipe needs model.family (gpt2, llama, bert, roberta, t5, bart) or model.path"
+            "the recipe needs model.family (gpt2, llama, nanochat, bert, roberta, modernbert, "
+            "t5, bart) or model.path"
         )
     config._attn_implementation = model.attention
     return config

@@ -79,19 +79,23 @@ class LoraConfig(Section):  # model.lora: finetune with LoRA adapters (peft) ins
 
 
 class ModelConfig(Section):
-    # gpt2, llama: causal LM; bert, roberta: masked LM; t5, bart: encoder-decoder (finetune
-    # seq2seq/* builds a new one with tokenizer.path); or model.path
-    family: Literal["gpt2", "llama", "bert", "roberta", "t5", "bart"] | None = None
+    # gpt2, llama, nanochat: causal LM; bert, roberta, modernbert: masked LM; t5, bart:
+    # encoder-decoder (finetune seq2seq/* builds a new one with tokenizer.path); or model.path
+    family: (
+        Literal["gpt2", "llama", "nanochat", "bert", "roberta", "modernbert", "t5", "bart"] | None
+    ) = None
     path: str | None = None  # continue from this checkpoint (llmkit run or HF folder)
     layers: int = Field(2, ge=1)  # encoder-decoder: this many in each
     hidden: int = Field(128, ge=8)
     heads: int = Field(2, ge=1)
-    kv_heads: int | None = Field(None, ge=1)  # llama only: grouped-query attention
-    intermediate: int | None = Field(None, ge=1)  # default: 4 x hidden (llama: ~8/3 x hidden)
+    kv_heads: int | None = Field(None, ge=1)  # llama, nanochat: grouped-query attention
+    # default: 4 x hidden (llama's and modernbert's gated MLPs: ~8/3 x hidden, the same weights)
+    intermediate: int | None = Field(None, ge=1)
     max_positions: int | None = Field(None, ge=8)  # default: data.seq_len
     dropout: float = Field(0.1, ge=0, lt=1)
     initializer_range: float = Field(0.02, gt=0)
-    tie_embeddings: bool = True  # share input embeddings and output projection
+    # share input embeddings and output projection; null: the family's way (nanochat: untied)
+    tie_embeddings: bool | None = None
     vocab_size: int | None = Field(None, ge=64)  # default: the tokenizer's, padded
     vocab_multiple: int = Field(64, ge=1)  # pad the vocabulary to a multiple (GPU efficiency)
     # sdpa: PyTorch's fused attention (flash kernels on GPUs); flash_attention_2 needs the

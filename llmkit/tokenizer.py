@@ -79,7 +79,14 @@ def special_tokens_for(style: str, byte_level: bool) -> SpecialTokens:
 
 
 # The special tokens each model family expects.
-FAMILY_STYLE = {"gpt2": "gpt", "llama": "gpt", "bert": "bert", "roberta": "roberta"}
+FAMILY_STYLE = {
+    "gpt2": "gpt",
+    "llama": "gpt",
+    "nanochat": "gpt",
+    "bert": "bert",
+    "roberta": "roberta",
+    "modernbert": "bert",
+}
 
 
 def resolve_style(config: TokenizerConfig, family: str | None = None) -> str:

@@ -20,8 +20,10 @@ NO_SPECIALS: dict = {}
     [
         ("gpt2", "clm", "gpt2"),
         ("llama", "clm", "llama"),
+        ("nanochat", "clm", "nanochat"),
         ("bert", "mlm", "bert"),
         ("roberta", "mlm", "roberta"),
+        ("modernbert", "mlm", "modernbert"),
     ],
 )
 def test_every_family_builds_from_the_recipe(family, objective, model_type):

@@ -23,6 +23,8 @@ ADAMW_MATRICES = {
     "gpt2": r"transformer\.(wte|wpe)\.weight",  # the LM head is tied to wte
     "llama": r"model\.embed_tokens\.weight|lm_head\.weight",
     "bert+nsp": r"bert\.embeddings\.\w+_embeddings\.weight|cls\.seq_relationship\.weight",
+    "nanochat": r"model\.embed_tokens\.weight|lm_head\.weight",  # untied
+    "modernbert": r"model\.embeddings\.tok_embeddings\.weight",  # the decoder is tied to it
 }
 
 
@@ -45,6 +47,8 @@ def with_head(family: str, auto_class: str):
         ("gpt2", lambda: model_of("gpt2", "clm")),
         ("llama", lambda: model_of("llama", "clm")),
         ("bert+nsp", lambda: model_of("bert", "mlm", nsp=True)),
+        ("nanochat", lambda: model_of("nanochat", "clm")),
+        ("modernbert", lambda: model_of("modernbert", "mlm")),
     ],
 )
 def test_muon_takes_the_hidden_weight_matrices_and_adamw_the_rest(name, model):
@@ -66,6 +70,7 @@ def test_muon_takes_the_hidden_weight_matrices_and_adamw_the_rest(name, model):
         ("bert", "AutoModelForSequenceClassification", "classifier.weight"),
         ("bert", "AutoModelForQuestionAnswering", "qa_outputs.weight"),
         ("bert", "AutoModelForTokenClassification", "classifier.weight"),
+        ("modernbert", "AutoModelForSequenceClassification", "classifier.weight"),
     ],
 )
 def test_a_task_head_stays_with_adamw(family, head, output):
