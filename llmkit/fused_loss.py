@@ -11,8 +11,9 @@ is most of their saving.
 
 The models stay transformers' own classes: only the training forward of a model instance is
 replaced, and only for the families whose output layer this reproduces exactly (GPT-2, Llama,
-BERT, RoBERTa). Evaluation, generation and saving use the model's own forward. The loss equals
-the model's own to float precision, reduced the same way (tests/test_fused_loss.py).
+nanochat with its soft-capped logits, BERT, RoBERTa, ModernBERT). Evaluation, generation and
+saving use the model's own forward. The loss equals the model's own to float precision,
+reduced the same way (tests/test_fused_loss.py).
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ SCORED_ROWS_MULTIPLE = 64
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy of (hidden @ weight.T + bias) against targets (IGNORE_INDEX: none).
+    """Summed cross-entropy of (hidden @ weight.T + bias) against targets (IGNORE_INDEX: none),
+    the logits soft-capped to (-softcap, softcap) by softcap·tanh(logits / softcap) when
+    `softcap` is given (as nanochat's and Gemma's output layers do).
 
     The gradients are computed chunk by chunk in the forward pass (softmax minus one-hot, times
-    the chunk's inputs), and the backward pass only scales them.
+    the cap's slope 1 − tanh², times the chunk's inputs), and the backward pass only scales them.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets):
+    def forward(ctx, hidden, weight, bias, targets, softcap):
         rows = max(1, CHUNK_BYTES // (4 * weight.shape[0]))
         wants_grad = any(ctx.needs_input_grad[:3])
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -55,6 +58,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
             scored = target != IGNORE_INDEX
             safe_target = target.clamp_min(0).unsqueeze(1)
             logits = F.linear(chunk, weight, bias).float()
+            slope = None
+            if softcap:
+                squashed = logits.div_(softcap).tanh_()
+                logits = squashed * softcap
+                slope = squashed.square_().neg_().add_(1)  # d(capped)/d(logits), in place
             target_logit = logits.gather(1, safe_target).squeeze(1)
             # log-sum-exp and softmax from one in-place exp over the chunk (the chunk's logits
             # become its probabilities; nothing else of its size is allocated).
@@ -68,6 +76,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_logits = probabilities.div_(row_sum)
                 grad_logits.scatter_add_(1, safe_target, torch.full_like(target_logit, -1)[:, None])
                 grad_logits.mul_(scored.unsqueeze(1))
+                if slope is not None:
+                    grad_logits.mul_(slope)
                 if hidden.dtype == weight.dtype == torch.float32:
                     torch.mm(grad_logits, weight, out=grad_hidden[start : start + rows])
                 else:
@@ -87,15 +97,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
             (grad_weight * grad_total).to(ctx.weight_dtype),
             (grad_bias * grad_total).to(ctx.weight_dtype) if grad_bias is not None else None,
             None,
+            None,
         )
 
 
 def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Summed token NLL of a linear output layer, computed in chunks (rows of `hidden`)."""
     return _LinearCrossEntropy.apply(
-        hidden.reshape(-1, hidden.shape[-1]), weight, bias, targets.reshape(-1)
+        hidden.reshape(-1, hidden.shape[-1]), weight, bias, targets.reshape(-1), softcap
     )
 
 
@@ -127,7 +142,8 @@ def _causal_lm_forward(self, input_ids=None, labels=None, num_items_in_batch=Non
     # Position i predicts token i + 1; the last position predicts nothing (as ForCausalLMLoss).
     targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
     head = self.get_output_embeddings()
-    total = linear_cross_entropy(hidden, head.weight, head.bias, targets)
+    softcap = getattr(self.config, "final_logit_softcapping", None)
+    total = linear_cross_entropy(hidden, head.weight, head.bias, targets, softcap)
     # transformers' reduction: over the whole accumulated batch when Trainer says its size.
     count = (
         num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
@@ -140,17 +156,22 @@ def _masked_lm_forward(self, input_ids=None, labels=None, next_sentence_label=No
     if labels is None or not self.training:
         extra = {"next_sentence_label": next_sentence_label} if nsp else {}
         return self._forward_with_logits(input_ids=input_ids, labels=labels, **extra, **kwargs)
-    kwargs.pop("num_items_in_batch", None)  # these models average each batch themselves
+    # BERT and RoBERTa average each batch themselves; ModernBERT divides by the accumulated
+    # batch's labelled tokens when Trainer says how many (as causal LMs do).
+    items = kwargs.pop("num_items_in_batch", None)
+    modern = self.config.model_type == "modernbert"
     outputs = self.base_model(input_ids=input_ids, **kwargs)
     hidden, targets = scored_rows(outputs[0], labels)
-    if self.config.model_type == "roberta":
+    if modern:
+        features, decoder = self.head(hidden), self.decoder
+    elif self.config.model_type == "roberta":
         head = self.lm_head
-        features = head.layer_norm(F.gelu(head.dense(hidden)))
+        features, decoder = head.layer_norm(F.gelu(head.dense(hidden))), head.decoder
     else:
-        head = self.cls.predictions
-        features = head.transform(hidden)
-    total = linear_cross_entropy(features, head.decoder.weight, head.decoder.bias, targets)
-    loss = total / (labels != IGNORE_INDEX).sum()  # CrossEntropyLoss's mean over labelled tokens
+        features, decoder = self.cls.predictions.transform(hidden), self.cls.predictions.decoder
+    total = linear_cross_entropy(features, decoder.weight, decoder.bias, targets)
+    count = items if modern and items is not None else (labels != IGNORE_INDEX).sum()
+    loss = total / count
     if nsp:
         nsp_logits = self.cls.seq_relationship(outputs[1])
         loss = loss + F.cross_entropy(nsp_logits.view(-1, 2), next_sentence_label.view(-1))
@@ -160,6 +181,8 @@ def _masked_lm_forward(self, input_ids=None, labels=None, next_sentence_label=No
 TRAINING_FORWARDS = {
     "GPT2LMHeadModel": _causal_lm_forward,
     "LlamaForCausalLM": _causal_lm_forward,
+    "NanoChatForCausalLM": _causal_lm_forward,
+    "ModernBertForMaskedLM": _masked_lm_forward,
     "BertForMaskedLM": _masked_lm_forward,
     "BertForPreTraining": _masked_lm_forward,
     "RobertaForMaskedLM": _masked_lm_forward,

@@ -11,6 +11,7 @@ from llmkit.models import build_model, build_model_config
 from llmkit.recipe import ModelConfig
 
 VOCAB, SEQ, BATCH = 320, 24, 3
+CAUSAL = ("gpt2", "llama", "nanochat")
 
 
 def tiny_model(family: str, nsp: bool = False):
@@ -21,14 +22,14 @@ def tiny_model(family: str, nsp: bool = False):
         special_ids=dict.fromkeys(["bos_token_id", "eos_token_id", "pad_token_id"], 1),
     )
     torch.manual_seed(0)
-    objective = "clm" if family in ("gpt2", "llama") else "mlm"
+    objective = "clm" if family in CAUSAL else "mlm"
     return build_model(config, objective, nsp).train()
 
 
 def batch(family: str, nsp: bool = False):
     generator = torch.Generator().manual_seed(1)
     ids = torch.randint(5, VOCAB, (BATCH, SEQ), generator=generator)
-    if family in ("gpt2", "llama"):
+    if family in CAUSAL:
         labels = ids.clone()
         labels[0, :5] = -100  # some positions carry no label
     else:
@@ -52,7 +53,15 @@ def loss_and_grads(model, inputs, **kwargs):
 
 @pytest.mark.parametrize(
     ("family", "nsp"),
-    [("gpt2", False), ("llama", False), ("bert", False), ("bert", True), ("roberta", False)],
+    [
+        ("gpt2", False),
+        ("llama", False),
+        ("nanochat", False),
+        ("bert", False),
+        ("bert", True),
+        ("roberta", False),
+        ("modernbert", False),
+    ],
 )
 def test_chunked_loss_matches_the_models_own(monkeypatch, family, nsp):
     monkeypatch.setattr(fused_loss, "CHUNK_BYTES", 4 * VOCAB * 7)  # 7 rows: several chunks
@@ -68,11 +77,12 @@ def test_chunked_loss_matches_the_models_own(monkeypatch, family, nsp):
         torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_causal_loss_is_summed_over_the_accumulated_batch_when_trainer_gives_its_size():
-    reference = tiny_model("gpt2")
+@pytest.mark.parametrize("family", ["gpt2", "modernbert"])
+def test_the_loss_is_summed_over_the_accumulated_batch_when_trainer_gives_its_size(family):
+    reference = tiny_model(family)
     chunked = copy.deepcopy(reference)
     use_chunked_loss(chunked)
-    inputs = batch("gpt2")
+    inputs = batch(family)
     expected, _ = loss_and_grads(reference, inputs, num_items_in_batch=torch.tensor(500))
     loss, _ = loss_and_grads(chunked, inputs, num_items_in_batch=torch.tensor(500))
     assert loss == pytest.approx(expected, rel=1e-6)
@@ -109,3 +119,20 @@ def test_other_model_classes_are_left_alone():
         pass
 
     assert not use_chunked_loss(Other())
+
+
+def test_soft_capped_cross_entropy_against_a_direct_computation():
+    torch.manual_seed(3)
+    hidden = torch.randn(50, 16, requires_grad=True)
+    weight = (4 * torch.randn(40, 16)).requires_grad_()  # logits well beyond the cap
+    targets = torch.randint(0, 40, (50,))
+    total = linear_cross_entropy(hidden, weight, None, targets, softcap=15.0)
+    total.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad, weight.grad = None, None
+    capped = 15.0 * torch.tanh((hidden @ weight.T) / 15.0)
+    direct = torch.nn.functional.cross_entropy(capped, targets, reduction="sum")
+    direct.backward()
+    assert total.item() == pytest.approx(direct.item(), rel=1e-6)
+    torch.testing.assert_close(grads[0], hidden.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grads[1], weight.grad, rtol=1e-4, atol=1e-5)
