@@ -31,6 +31,7 @@ demo:  ## tokenize → pretrain-clm → pretrain-mlm on the built-in corpus (180
 
 bench:
 	$(PYTHON) -m benchmarks.run_all
+	$(PYTHON) -m benchmarks.time_to_quality --steps 800
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
