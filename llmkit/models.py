@@ -120,21 +120,13 @@ def build_model_config(
             attn_pdrop=model.dropout,
             **special,
         )
-    elif model.family == "llama":
-        config = LlamaConfig(
+    elif model.family in ("llama", "nanochat"):
+        # nanochat: RoPE, QK-norm, ReLU² MLP (two matrices, so 4 x hidden), no biases, untied
+        # embeddings, logits soft-capped at 15 (NanoChatConfig's defaults, as nanochat trains).
+        llama = model.family == "llama"
+        config = (LlamaConfig if llama else NanoChatConfig)(
             **shape,
-            intermediate_size=gated_intermediate,
-            num_key_value_heads=model.kv_heads or model.heads,
-            max_position_embeddings=positions,
-            attention_dropout=model.dropout,
-            **special,
-        )
-    elif model.family == "nanochat":
-        # RoPE, QK-norm, ReLU² MLP, no biases, untied embeddings, logits soft-capped at 15
-        # (transformers' NanoChatConfig defaults, as nanochat trains them).
-        config = NanoChatConfig(
-            **shape,
-            intermediate_size=intermediate,
+            intermediate_size=gated_intermediate if llama else intermediate,
             num_key_value_heads=model.kv_heads or model.heads,
             max_position_embeddings=positions,
             attention_dropout=model.dropout,
