@@ -189,6 +189,16 @@ class TrainConfig(Section):
     keep_checkpoints: int | None = Field(2, ge=1)  # newest N kept; null keeps all
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = []  # none by default
 
+    @model_validator(mode="after")
+    def _wsd_phases_fit(self) -> TrainConfig:
+        # A warmup given in steps is checked when the run knows its steps (training.py).
+        if self.schedule == "wsd" and self.warmup < 1 and self.warmup + self.decay_fraction > 1:
+            raise ValueError(
+                f"train.schedule wsd: warmup {self.warmup} and decay_fraction "
+                f"{self.decay_fraction} do not fit in one run (together at most 1)"
+            )
+        return self
+
 
 class Recipe(Section):
     name: str = "run"  # default output dir: runs/<name>

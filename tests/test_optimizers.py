@@ -161,7 +161,9 @@ def test_a_muon_run_learns_and_resumes_to_the_uninterrupted_weights(tmp_path):
         (["train.muon.momentum=1"], {}, "momentum"),
         (["train.optimizer=muon"], {"ACCELERATE_USE_FSDP": "true"}, "FSDP shards them"),
         (["train.optimizer=muon"], {"ACCELERATE_USE_DEEPSPEED": "true"}, "DeepSpeed shards"),
-        (["train.schedule=wsd", "train.warmup=0.9"], {}, "do not fit"),
+        (["train.schedule=wsd", "train.warmup=0.9"], {}, "do not fit"),  # the recipe's check
+        # a warmup in steps: checked once the run knows its 4 steps
+        (["train.schedule=wsd", "train.warmup=3", "train.decay_fraction=0.5"], {}, "do not fit"),
     ],
 )
 def test_bad_optimizer_settings_exit_2_with_one_message(
