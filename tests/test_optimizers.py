@@ -28,15 +28,17 @@ ADAMW_MATRICES = {
 }
 
 
-def model_of(family: str, objective: str, nsp: bool = False):
+def config_of(family: str):
     shape = ModelConfig(family=family, layers=2, hidden=64, heads=4, dropout=0.0)
-    config = build_model_config(shape, tokens=1000, seq_len=64, special_ids=SPECIALS)
-    return build_model(config, objective, nsp=nsp)
+    return build_model_config(shape, tokens=1000, seq_len=64, special_ids=SPECIALS)
+
+
+def model_of(family: str, objective: str, nsp: bool = False):
+    return build_model(config_of(family), objective, nsp=nsp)
 
 
 def with_head(family: str, auto_class: str):
-    shape = ModelConfig(family=family, layers=2, hidden=64, heads=4, dropout=0.0)
-    config = build_model_config(shape, tokens=1000, seq_len=64, special_ids=SPECIALS)
+    config = config_of(family)
     config.num_labels = 2
     return getattr(transformers, auto_class).from_config(config)
 
