@@ -186,19 +186,22 @@ def generate_batch(
     per_prompt = sequences_per_prompt(config)
     completions = []
     for row, tokens in enumerate(generated):
-        length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
-        text = tokenizer.decode(tokens[:length], skip_special_tokens=True)
+        text, length = completion_text(tokenizer, tokens, config, stop)
         prompt_index = row // per_prompt
         completions.append(
-            Completion(
-                prompts[prompt_index],
-                cut_at_stop(text, stop),
-                len(ids[prompt_index]),
-                length,
-                seconds,
-            )
+            Completion(prompts[prompt_index], text, len(ids[prompt_index]), length, seconds)
         )
     return completions
+
+
+def completion_text(
+    tokenizer, tokens: list[int], config: GenerationConfig, stop: list[str]
+) -> tuple[str, int]:
+    """A row of generated tokens as the completion's text (up to its end token, cut before a
+    stop string) and its length in tokens."""
+    length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
+    text = tokenizer.decode(tokens[:length], skip_special_tokens=True)
+    return cut_at_stop(text, stop), length
 
 
 class StopAwareStreamer(TextStreamer):
@@ -259,8 +262,7 @@ def generate_streaming(
     )
     seconds = time.perf_counter() - started
     tokens = new_tokens(model, output, len(ids[0]))[0].tolist()
-    length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
-    text = cut_at_stop(tokenizer.decode(tokens[:length], skip_special_tokens=True), stop)
+    text, length = completion_text(tokenizer, tokens, config, stop)
     return Completion(prompt, text, len(ids[0]), length, seconds)
 
 
@@ -334,9 +336,6 @@ def generate_from_image(
         output = model.generate(**inputs, generation_config=config, tokenizer=tokenizer)
         seconds = time.perf_counter() - started
         for tokens in output[:, prompt_tokens:].tolist():
-            length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
-            decoded = tokenizer.decode(tokens[:length], skip_special_tokens=True)
-            completions.append(
-                Completion(prompt, cut_at_stop(decoded, stop), prompt_tokens, length, seconds)
-            )
+            text, length = completion_text(tokenizer, tokens, config, stop)
+            completions.append(Completion(prompt, text, prompt_tokens, length, seconds))
     return completions

@@ -152,6 +152,12 @@ def answer_function():
     return answer_from_flags
 
 
+def serve_function():
+    from llmkit.commands.serve import serve
+
+    return serve
+
+
 def export_function():
     from llmkit.commands.export import export_merged
 
@@ -195,13 +201,13 @@ VERBS = (
     ),
     _pretraining(
         "clm",
-        "Pretrain a GPT-style causal LM (gpt2 or llama family) from a recipe's config.",
+        "Pretrain a GPT-style causal LM (gpt2, llama or nanochat family) from a recipe's config.",
         "llmkit pretrain-clm --recipe gpt2-tiny --set train.max_steps=100",
     ),
     _pretraining(
         "mlm",
-        "Pretrain a BERT-style masked LM (bert or roberta; bert also with next-sentence "
-        "prediction).",
+        "Pretrain a BERT-style masked LM (bert, roberta or modernbert; bert also with "
+        "next-sentence prediction).",
         "llmkit pretrain-mlm --recipe bert-tiny --set objective.whole_word_mask=true",
     ),
     Verb(
@@ -377,6 +383,35 @@ VERBS = (
             ),
         ),
         show=console.show_answers,
+    ),
+    Verb(
+        "serve",
+        "Serve a run over HTTP until stopped: a causal LM or encoder-decoder behind "
+        "OpenAI-compatible /v1/completions and /v1/chat/completions (streaming, requests "
+        "batched), a masked LM at /v1/fill-mask, a fine-tuned classifier, QA or NER model at "
+        "/v1/classify, /v1/answer or /v1/entities; a web page at /, GET /health, GET "
+        "/v1/models. Needs the extra: pip install 'llmkit\\[serve]'.",
+        'llmkit serve --model runs/sft-chat --port 8000 --api-key "$KEY"',
+        serve_function,
+        (
+            MODEL,
+            Flag("--host", str, "Address to listen on (default: 127.0.0.1, this machine only)."),
+            Flag("--port", int, "Port to listen on (default: 8000; 0 picks a free one)."),
+            Flag(
+                "--api-key",
+                str,
+                "Require Authorization: Bearer <key> on every API route (default: "
+                "$LLMKIT_API_KEY, else none).",
+            ),
+            Flag(
+                "--max-batch-size",
+                int,
+                "Most rows (prompts × n) one generate call batches (default: 32).",
+            ),
+            Flag("--timeout", float, "Seconds a request may take (default: 120).", name="timeout"),
+            PRECISION,
+        ),
+        takes_json=False,
     ),
     Verb(
         "export",
