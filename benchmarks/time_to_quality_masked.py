@@ -98,9 +98,9 @@ def pretrain(folder: Path, name: str, recipe: str, overrides: list[str], steps: 
     }
 
 
-def steps_for(folder: Path, recipe: str, overrides: list[str], seconds: float) -> int:
+def steps_for(folder: Path, name: str, recipe: str, overrides: list[str], seconds: float) -> int:
     """The steps that fill `seconds`, from the seconds per step of a short probe run."""
-    probe = pretrain(folder, f"probe-{len(list(folder.iterdir()))}", recipe, overrides, PROBE_STEPS)
+    probe = pretrain(folder, f"probe-{name}", recipe, overrides, PROBE_STEPS)
     return max(PROBE_STEPS, round(seconds / (probe["train_seconds"] / PROBE_STEPS)))
 
 
@@ -146,7 +146,7 @@ def main() -> None:
         tuning = {}
         for lr in BASELINE_LRS:
             overrides = [*common, f"train.lr={lr}"]
-            steps = steps_for(folder, "bert-small", overrides, budget / 4)
+            steps = steps_for(folder, f"tune-{lr:g}", "bert-small", overrides, budget / 4)
             tuning[lr] = pretrain(folder, f"tune-{lr:g}", "bert-small", overrides, steps)
         best_lr = min(tuning, key=lambda lr: tuning[lr]["eval_loss"])
         cases = {
@@ -156,7 +156,7 @@ def main() -> None:
         }
         runs = {}
         for name, (recipe, overrides) in cases.items():
-            steps = steps_for(folder, recipe, overrides, budget)
+            steps = steps_for(folder, slug(name), recipe, overrides, budget)
             runs[name] = pretrain(folder, slug(name), recipe, overrides, steps)
             runs[name]["sst2_accuracy"] = finetune(
                 folder, f"sst2-{slug(name)}", runs[name]["run_dir"], options.quick

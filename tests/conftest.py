@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from helpers import FIXTURES, SHARED_DATA, TINY, built_once, invoke, read_rows  # noqa: E402
+from helpers import FIXTURES, SHARED_DATA, TINY, built_once, invoke, read_rows, set_args  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
@@ -108,6 +108,24 @@ def trained_clm_128(tmp_path_factory) -> Path:
     overrides = [*TINY, "data.seq_len=128", "model.hidden=128", "model.heads=4"]
     overrides += ["train.max_steps=150"]
     return _trained(tmp_path_factory, "trained-clm-128", "gpt2-tiny", "clm", overrides)
+
+
+@pytest.fixture(scope="session")
+def qa_lora_run(tmp_path_factory, trained_mlm) -> Path:
+    """An extractive QA LoRA run on the tiny masked LM (4 steps on the SQuAD fixture)."""
+    squad = FIXTURES / "squad"
+
+    def train(folder: Path) -> dict:
+        overrides = [f"model.path={trained_mlm}", "model.lora.r=4", "train.max_steps=4"]
+        overrides += [f"task.train_file={squad / 'train.json'}"]
+        overrides += [f"task.validation_file={squad / 'dev.json'}", "task.doc_stride=16"]
+        overrides += ["task.max_train_examples=40", "task.max_eval_examples=8"]
+        args = ["finetune", "--recipe", "qa-squad", "-o", str(folder), "--json"]
+        result, summary = invoke(*args, *set_args(overrides))
+        assert result.exit_code == 0, result.output
+        return summary
+
+    return built_once(tmp_path_factory, "qa-lora", train)[0]
 
 
 @pytest.fixture

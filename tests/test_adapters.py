@@ -168,17 +168,8 @@ def test_lora_where_it_does_nothing_is_an_error(trained_clm_128, tmp_path):
     assert result.exit_code == 2 and "holds no LoRA adapter" in result.stderr
 
 
-def test_answer_takes_a_qa_adapter_run(trained_mlm, tmp_path):
-    squad = FIXTURES / "squad"
-    out = tmp_path / "qa"
-    overrides = [f"model.path={trained_mlm}", "model.lora.r=4", "train.max_steps=4"]
-    overrides += [
-        f"task.train_file={squad / 'train.json'}",
-        f"task.validation_file={squad / 'dev.json'}",
-    ]
-    overrides += ["task.doc_stride=16", "task.max_train_examples=40", "task.max_eval_examples=8"]
-    result, _ = invoke("finetune", "--recipe", "qa-squad", "-o", str(out), *set_args(overrides))
-    assert result.exit_code == 0, result.output
+def test_answer_takes_a_qa_adapter_run(qa_lora_run, tmp_path):
+    out = qa_lora_run
     plain = tmp_path / "plain"
     assert invoke("export", "--model", str(out), "-o", str(plain))[0].exit_code == 0
     question = [

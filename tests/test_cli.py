@@ -42,12 +42,12 @@ def test_help_paragraphs_are_wrapped_by_rich_alone():
 
 # Verbs whose function passes flags on (**values): where those flags' defaults are declared.
 def _forwarded():
-    from llmkit.commands.answer import run_answer
     from llmkit.commands.generate import run_generate
     from llmkit.generation import DecodingOptions
     from llmkit.search.runs import Sweep
+    from llmkit.tasks.qa.answer import answer_with
 
-    return {"generate": [run_generate, DecodingOptions], "answer": [run_answer], "sweep": [Sweep]}
+    return {"generate": [run_generate, DecodingOptions], "answer": [answer_with], "sweep": [Sweep]}
 
 
 def test_every_flag_reaches_a_parameter_and_its_help_tells_its_real_default():

@@ -59,19 +59,9 @@ def answer_from_flags(
     return run_answer(str(model_dir), question, read_context(context, context_file), **values)
 
 
-def run_answer(
-    model_dir: str,
-    question: str,
-    context: str,
-    *,
-    top_k: int = 1,
-    max_answer_tokens: int | None = None,
-    max_length: int | None = None,
-    stride: int | None = None,
-) -> dict[str, Any]:
+def run_answer(model_dir: str, question: str, context: str, **options: Any) -> dict[str, Any]:
+    """`options`: answer_with's (top_k, max_answer_tokens, max_length, stride)."""
     model, tokenizer = load_qa_model(model_dir)
-    found = answer_with(
-        model, tokenizer, fine_tuning_settings(Path(model_dir)), question, context,
-        top_k=top_k, max_answer_tokens=max_answer_tokens, max_length=max_length, stride=stride,
-    )  # fmt: skip
+    settings = fine_tuning_settings(Path(model_dir))
+    found = answer_with(model, tokenizer, settings, question, context, **options)
     return {"command": "answer", "model": model_dir, **found}

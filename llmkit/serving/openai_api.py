@@ -106,7 +106,7 @@ def _rows(served: Served, prompts: list[str], request: Decoding, budget: int | N
         config = generation_config_for(model, tokenizer, request.options())
     except UserError as e:
         raise ApiError(400, e.message) from e
-    rows = []
+    rows, stops = [], request.stops()
     for ids in encode_prompts(tokenizer, prompts):
         row_config = copy.deepcopy(config)
         if budget is not None:
@@ -121,7 +121,7 @@ def _rows(served: Served, prompts: list[str], request: Decoding, budget: int | N
             message = e.message.replace("--max-new-tokens", "max_tokens")
             raise ApiError(400, message, param="max_tokens", code="context_length_exceeded") from e
         for _ in range(request.n):
-            rows.append(Row(ids, row_config, request.stops(), done=None, seed=request.seed))
+            rows.append(Row(ids, row_config, stops, done=None, seed=request.seed))
     return rows
 
 

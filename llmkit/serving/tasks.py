@@ -114,21 +114,13 @@ def entities(served: Served, request: EntitiesRequest) -> dict:
     names = [served.model.config.id2label[i] for i in range(served.model.config.num_labels)]
     tags = word_tags(logits.argmax(-1).tolist(), encoded.word_ids(0), len(words), names)
     found: list[dict] = []
+    previous = OUTSIDE
     for (start, end), word, tag in zip(spans, words, tags, strict=True):
-        kind = tag[2:]
-        continues = (
-            tag.startswith("I-") and found and found[-1]["label"] == kind and found[-1]["open"]
-        )
-        if tag == OUTSIDE:
-            if found:
-                found[-1]["open"] = False
-        elif continues:
+        # I-X after B-X or I-X extends that entity; any other B- or I- starts one (as seqeval)
+        if tag.startswith("I-") and previous != OUTSIDE and previous[2:] == tag[2:]:
             found[-1]["end"] = end
             found[-1]["text"] = request.text[found[-1]["start"] : end]
-        else:  # B-, or an I- that follows no entity of its type: a new entity (as seqeval)
-            if found:
-                found[-1]["open"] = False
-            found.append({"label": kind, "text": word, "start": start, "end": end, "open": True})
-    for entity in found:
-        del entity["open"]
+        elif tag != OUTSIDE:
+            found.append({"label": tag[2:], "text": word, "start": start, "end": end})
+        previous = tag
     return {"model": served.name, "words": len(words), "entities": found}

@@ -62,17 +62,8 @@ def test_classify_equals_the_runs_dev_predictions(trained_mlm, tmp_path, cli):
     served(out, checks)
 
 
-def test_answer_of_a_lora_run_equals_llmkit_answer(trained_mlm, tmp_path, cli):
-    squad = FIXTURES / "squad"
-    out = tmp_path / "qa"
-    overrides = [f"model.path={trained_mlm}", "model.lora.r=4", "train.max_steps=4"]
-    overrides += [
-        f"task.train_file={squad / 'train.json'}",
-        f"task.validation_file={squad / 'dev.json'}",
-    ]
-    overrides += ["task.doc_stride=16", "task.max_train_examples=40", "task.max_eval_examples=8"]
-    result, _ = cli("finetune", "-r", "qa-squad", "-o", str(out), *set_args(overrides))
-    assert result.exit_code == 0, result.output
+def test_answer_of_a_lora_run_equals_llmkit_answer(qa_lora_run, cli):
+    out = qa_lora_run
     question, context = "Who wrote it?", "The book was written by Ann Lee in 1990 ."
     _, expected = cli(
         "answer", "-m", str(out), "-q", question, "-c", context, "--top-k", "3", "--json"
