@@ -14,7 +14,7 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
-    reason="needs chromium and chromedriver (apt-get install chromium chromium-driver; CI has them)",
+    reason="needs chromium and chromedriver: apt-get install chromium chromium-driver",
 )
 
 
