@@ -128,6 +128,21 @@ def qa_lora_run(tmp_path_factory, trained_mlm) -> Path:
     return built_once(tmp_path_factory, "qa-lora", train)[0]
 
 
+@pytest.fixture(scope="session")
+def chat_run(tmp_path_factory, trained_clm_128) -> tuple[Path, dict]:
+    """(folder, summary) of a 4-step sft/chat run: ChatML template, end-of-turn stop."""
+
+    def train(folder: Path) -> dict:
+        overrides = [f"model.path={trained_clm_128}", "train.max_steps=4"]
+        overrides += ["task.generate_examples=4"]
+        args = ["finetune", "--recipe", "sft-chat", "-o", str(folder), "--json"]
+        result, summary = invoke(*args, *set_args(overrides))
+        assert result.exit_code == 0, result.output
+        return summary
+
+    return built_once(tmp_path_factory, "chat-run", train)
+
+
 @pytest.fixture
 def cli():
     """Run `llmkit ARGS` in-process: `result, summary = cli("eval-ppl", ..., "--json")`, the

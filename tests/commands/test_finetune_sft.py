@@ -39,12 +39,8 @@ def test_sst2_as_completions_beats_the_majority_class_and_stops(trained_clm_128,
     assert completion["completion_tokens"] <= label_tokens + 1
 
 
-def test_a_chat_run_adds_chatml_tokens_and_stops_at_the_end_of_turn(trained_clm_128, tmp_path, cli):
-    out = tmp_path / "chat"
-    overrides = [f"model.path={trained_clm_128}", "train.max_steps=4", "task.generate_examples=4"]
-    args = ["--recipe", "sft-chat", "-o", str(out), "--json", *set_args(overrides)]
-    result, summary = cli("finetune", *args)
-    assert result.exit_code == 0, result.output
+def test_a_chat_run_adds_chatml_tokens_and_stops_at_the_end_of_turn(chat_run, cli):
+    out, summary = chat_run
     tokenizer = AutoTokenizer.from_pretrained(out)
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert {"<|im_start|>", "<|im_end|>"} <= set(tokenizer.get_vocab())

@@ -179,3 +179,29 @@ def test_start_up_errors_exit_2_with_one_message(trained_clm, tmp_path, cli, mon
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the extra were not installed
     result, _ = cli("serve", "-m", str(trained_clm))
     assert result.exit_code == 2 and "pip install 'llmkit[serve]'" in result.output
+
+
+def test_a_chat_run_answers_with_its_template_and_its_end_of_turn(chat_run):
+    out, _ = chat_run
+    system, prompt = "Be brief.", "Which film won?"
+    options = DecodingOptions(max_new_tokens=40)
+    [expected] = run_generate(str(out), [prompt], options, chat=True, system=system, show=False)[
+        "results"
+    ]
+    live = LiveServer(out)
+    try:
+        client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        reply = client.chat.completions.create(model="chat-run", messages=messages, max_tokens=40)
+        assert reply.choices[0].message.content == expected["completion"]
+        # the same tokens as generate's, ending where generate's did (at <|im_end|> or 40)
+        assert reply.usage.completion_tokens == expected["completion_tokens"]
+        ended_early = expected["completion_tokens"] < 40
+        assert reply.choices[0].finish_reason == ("stop" if ended_early else "length")
+        stream = client.chat.completions.create(
+            model="chat-run", messages=messages, max_tokens=40, stream=True
+        )
+        pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+        assert "".join(pieces) == expected["completion"]
+    finally:
+        live.stop()
