@@ -33,6 +33,7 @@ bench:
 	$(PYTHON) -m benchmarks.run_all
 	$(PYTHON) -m benchmarks.time_to_quality --steps 800
 	$(PYTHON) -m benchmarks.time_to_quality_masked --minutes 8
+	$(PYTHON) -m benchmarks.serve
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
