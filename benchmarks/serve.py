@@ -11,6 +11,10 @@ A gpt2-tiny run (the recipe's shape, 300 steps on the built-in Shakespeare) is s
    tokens/s, p50/p95 latency and time to first token; the tokens/s ratio is the target (≥ 4).
 4. Memory: 2,000 non-streamed requests by 32 clients, the server's resident memory read
    after each quarter; the last quarter's against the second's (target: within 5%).
+5. Which batching: outside the server, the same prompts through transformers' continuous
+   batching (`generate_batch`, paged attention, rows joining as others finish) against
+   left-padded `generate` calls of 32 rows (what the server's dynamic batcher runs): tokens/s
+   and answers equal to `llmkit generate`'s.
 
 Client threads run on the same 2 cores as the server, as a user's load test would.
 
@@ -138,6 +142,41 @@ def memory_run(url: str, pid: int, total: int) -> dict:
     return {"quarters": quarters, "growth_second_to_last": (last - second) / second}
 
 
+def engines(model: Path, asked: list[str], expected: list[str]) -> dict:
+    """Continuous batching (transformers' generate_batch) against dynamic batches of 32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmkit.generation import DecodingOptions, generate_batch, generation_config_for
+
+    network = AutoModelForCausalLM.from_pretrained(model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    config = generation_config_for(network, tokenizer, DecodingOptions(max_new_tokens=NEW_TOKENS))
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in asked]
+    with torch.inference_mode():
+        started = time.perf_counter()
+        outputs = network.generate_batch(inputs=ids, generation_config=config)
+        continuous = time.perf_counter() - started
+        texts = [tokenizer.decode(outputs[f"req_{i}"].generated_tokens, skip_special_tokens=True)
+                 for i in range(len(ids))]  # fmt: skip
+        tokens = sum(len(outputs[f"req_{i}"].generated_tokens) for i in range(len(ids)))
+        started = time.perf_counter()
+        dynamic = []
+        for first in range(0, len(asked), CLIENTS):
+            dynamic += generate_batch(
+                network, tokenizer, asked[first : first + CLIENTS], config, []
+            )
+        padded = time.perf_counter() - started
+    return {
+        "continuous_tokens_per_second": tokens / continuous,
+        "continuous_equal_to_generate": sum(t == e for t, e in zip(texts, expected, strict=True)),
+        "dynamic_tokens_per_second": sum(c.completion_tokens for c in dynamic) / padded,
+        "dynamic_equal_to_generate": sum(
+            c.completion == e for c, e in zip(dynamic, expected, strict=True)
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 requests, 400 for memory")
@@ -163,7 +202,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=60)
+        engine = engines(model, asked, expected)
     result = {"prompts": count, "new_tokens": NEW_TOKENS, "batching": batching, "memory": memory}
+    result["engines"] = engine
     for name, run in (("one at a time", alone), (f"{CLIENTS} clients", together)):
         texts = run.pop("texts")
         run["equal_to_generate"] = sum(t == e for t, e in zip(texts, expected, strict=True))
@@ -180,6 +221,7 @@ def main() -> None:
             f"{run['ttft_p50']:.3f} s p95 {run['ttft_p95']:.3f} s"
         )
     print(f"ratio {result['tokens_per_second_ratio']:.2f}x; batching {batching}")
+    print(f"engines (outside the server): {engine}")
     print(f"memory {[q['rss_mib'] for q in memory['quarters']]} MiB, "
           f"second to last quarter {100 * memory['growth_second_to_last']:+.1f}%")  # fmt: skip
 
