@@ -205,3 +205,13 @@ def test_a_chat_run_answers_with_its_template_and_its_end_of_turn(chat_run):
         assert "".join(pieces) == expected["completion"]
     finally:
         live.stop()
+
+
+def test_a_request_past_the_timeout_gets_504_and_the_server_serves_on(trained_clm):
+    live = LiveServer(trained_clm, "--timeout", "0.001")
+    try:
+        late = live.post("/v1/completions", {"prompt": "The", "max_tokens": 40})
+        assert late.status_code == 504 and "--timeout" in late.json()["error"]["message"]
+        assert live.get("/health").status_code == 200
+    finally:
+        live.stop()

@@ -117,3 +117,23 @@ def test_entities_equal_the_runs_dev_predictions(trained_mlm, tmp_path, cli):
             assert rebuilt == normal, (text, found, tags)
 
     served(out, checks)
+
+
+def test_a_regression_run_gives_the_score_of_its_dev_predictions(trained_mlm, tmp_path, cli):
+    out = tmp_path / "stsb"
+    overrides = [f"model.path={trained_mlm}", f"task.data_dir={FIXTURES / 'glue' / 'STS-B'}"]
+    overrides += ["train.max_steps=20", "train.lr=1e-3"]
+    result, _ = cli("finetune", "-r", "glue-stsb", "-o", str(out), *set_args(overrides))
+    assert result.exit_code == 0, result.output
+    with (FIXTURES / "glue" / "STS-B" / "dev.tsv").open() as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:16]
+    with (out / "dev_predictions.tsv").open() as f:
+        predicted = [float(row["prediction"]) for row in csv.DictReader(f, delimiter="\t")][:16]
+
+    def checks(live):
+        body = {"text": [r["sentence1"] for r in rows], "text_pair": [r["sentence2"] for r in rows]}
+        scores = [r["score"] for r in live.post("/v1/classify", body).json()["results"]]
+        assert scores == pytest.approx(predicted, abs=6e-4)  # the file keeps 3 decimals
+        assert len(set(scores)) > 1
+
+    served(out, checks)
