@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import (
+    Regex,
     Tokenizer,
     decoders,
     models,
@@ -116,6 +117,17 @@ def _post_processor(style: str, specials: SpecialTokens, tokenizer: Tokenizer):
     )
 
 
+# Scripts written without spaces between words: CJK radicals, symbols and punctuation, kana,
+# bopomofo, the unified ideographs (with extension A and the compatibility block), fullwidth
+# forms. WordPiece's normalizer makes each ideograph its own token and its decoder puts a space
+# before every token; once the decoder has joined the tokens into one string, a space next to
+# one of these characters is taken out again, so "大规模训练" decodes as itself, not
+# "大 规 模 训 练" (spaces between Latin words stay).
+UNSPACED = "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff"
+UNSPACED += "\uf900-\ufaff\uff00-\uffef"
+SPACE_BY_UNSPACED = Regex(f"(?<=[{UNSPACED}]) | (?=[{UNSPACED}])")
+
+
 def _untrained_pipeline(
     config: TokenizerConfig, specials: SpecialTokens, numbered_first: list[str] = ()
 ):
@@ -150,7 +162,9 @@ def _untrained_pipeline(
         tokenizer = Tokenizer(models.WordPiece(unk_token=specials.unk))
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=config.lowercase)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tokenizer.decoder = decoders.WordPiece()
+        tokenizer.decoder = decoders.Sequence(
+            [decoders.WordPiece(), decoders.Fuse(), decoders.Replace(SPACE_BY_UNSPACED, "")]
+        )
         trainer = trainers.WordPieceTrainer(min_frequency=config.min_frequency, **common)
     if config.lowercase and config.type != "wordpiece":
         tokenizer.normalizer = normalizers.Lowercase()

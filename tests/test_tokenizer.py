@@ -127,3 +127,24 @@ def test_training_twice_writes_the_same_files_for_every_type(tmp_path):
         "[SEP]",
         "[MASK]",
     ]  # the pieces numbered first for determinism are not special tokens
+
+
+CHINESE = [
+    "大规模语言模型的训练需要大量的文本。",
+    "我们用PyTorch训练BERT模型，然后在下游任务上微调。",
+    "自然语言处理是人工智能的一个重要方向。",
+]
+
+
+def test_wordpiece_decodes_chinese_without_spaces_between_characters(tmp_path):
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(CHINESE * 3) + "\nthe game was released in japan .\n")
+    tokenizer = trained(corpus, tmp_path, type="wordpiece", vocab_size=300, min_frequency=1)
+    assert tokenizer.tokenize("大规模") == ["大", "规", "模"]  # each character its own token
+    for text in CHINESE:
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+    # spaces between Latin words, and around Latin punctuation, are what they were before
+    english = "the game was released in japan ."
+    assert tokenizer.decode(tokenizer(english, add_special_tokens=False)["input_ids"]) == (
+        "the game was released in japan."
+    )
