@@ -194,13 +194,23 @@ def generate_batch(
     return completions
 
 
+UNFINISHED = "\ufffd"
+
+
+def whole_characters(text: str) -> str:
+    """Decoded text without U+FFFD, which a byte-level tokenizer's decoding puts for bytes that
+    are no whole UTF-8 character: a character the generation cut off, or bytes the model
+    generated that never formed one."""
+    return text.replace(UNFINISHED, "")
+
+
 def completion_text(
     tokenizer, tokens: list[int], config: GenerationConfig, stop: list[str]
 ) -> tuple[str, int]:
     """A row of generated tokens as the completion's text (up to its end token, cut before a
-    stop string) and its length in tokens."""
+    stop string, whole characters only) and its length in tokens."""
     length = _completion_length(tokens, config.eos_token_id, config.pad_token_id)
-    text = tokenizer.decode(tokens[:length], skip_special_tokens=True)
+    text = whole_characters(tokenizer.decode(tokens[:length], skip_special_tokens=True))
     return cut_at_stop(text, stop), length
 
 
@@ -217,7 +227,9 @@ class StopAwareStreamer(TextStreamer):
     def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
         if self.stopped:
             return
-        self.pending += text
+        # TextStreamer writes a character its bytes have completed, never half of one; what
+        # stayed unfinished (U+FFFD) is dropped, as in the completion's text.
+        self.pending += whole_characters(text)
         cut = cut_at_stop(self.pending, self.stop)
         if len(cut) < len(self.pending):
             self.write(cut)
