@@ -29,6 +29,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from llmkit.console import note
 from llmkit.data.sampling import Sample
+from llmkit.data.scripts import UNSPACED
 from llmkit.errors import UserError
 from llmkit.recipe import TokenizerConfig
 
@@ -117,14 +118,10 @@ def _post_processor(style: str, specials: SpecialTokens, tokenizer: Tokenizer):
     )
 
 
-# Scripts written without spaces between words: CJK radicals, symbols and punctuation, kana,
-# bopomofo, the unified ideographs (with extension A and the compatibility block), fullwidth
-# forms. WordPiece's normalizer makes each ideograph its own token and its decoder puts a space
+# WordPiece's normalizer makes each CJK ideograph its own token and its decoder puts a space
 # before every token; once the decoder has joined the tokens into one string, a space next to
-# one of these characters is taken out again, so "大规模训练" decodes as itself, not
-# "大 规 模 训 练" (spaces between Latin words stay).
-UNSPACED = "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff"
-UNSPACED += "\uf900-\ufaff\uff00-\uffef"
+# a character of a script written without spaces is taken out again, so "大规模训练" decodes
+# as itself, not "大 规 模 训 练" (spaces between Latin words stay).
 SPACE_BY_UNSPACED = Regex(f"(?<=[{UNSPACED}]) | (?=[{UNSPACED}])")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from llmkit.data.scripts import WORD_CHARACTERS
 from llmkit.data.sources import ResolvedSource
 
 STRUCTURED_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet"}
@@ -110,5 +111,16 @@ def build_documents(
 
 
 def count_words(text: str) -> int:
-    """Words as lm-evaluation-harness counts them: pieces of a split at whitespace runs."""
-    return len(re.split(r"\s+", text))
+    """Words as lm-evaluation-harness counts them: pieces of a split at whitespace runs. In
+    text with Chinese or Japanese, whose words have no spaces between them (a paragraph would
+    be one "word"), each ideograph or kana counts as a word and the rest is split at
+    whitespace; CJK punctuation is no word."""
+    if not WORD_CHARACTER.search(text):
+        return len(re.split(r"\s+", text))
+    rest = CJK_PUNCTUATION.sub(" ", WORD_CHARACTER.sub(" ", text)).split()
+    return len(WORD_CHARACTER.findall(text)) + len(rest)
+
+
+WORD_CHARACTER = re.compile(f"[{WORD_CHARACTERS}]")
+# CJK symbols and punctuation, and the fullwidth forms' punctuation (not their letters or digits)
+CJK_PUNCTUATION = re.compile("[\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")

@@ -113,3 +113,16 @@ def test_metrics_a_model_lacks_is_one_message(
     path = trained_clm if model == "clm" else trained_mlm
     result, _ = cli("eval-ppl", "--model", str(path), "--data", "builtin", "--metrics", metrics)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_word_perplexity_of_chinese_counts_each_character_as_a_word(trained_clm, tmp_path, cli):
+    text = "我们用PyTorch训练BERT模型。\n大规模，训练！ ok 2026年\n"
+    (tmp_path / "zh.txt").write_text(text, encoding="utf-8")
+    args = ["--model", str(trained_clm), "--data", str(tmp_path / "zh.txt"), "--json"]
+    result, summary = cli("eval-ppl", *args)
+    assert result.exit_code == 0, result.output
+    # 我们用 PyTorch 训练 BERT 模型 (9) + 大规模 训练 ok 2026 年 (8); punctuation is no word
+    assert summary["words"] == 9 + 8 and summary["bytes"] == len(text.encode("utf-8"))
+    # both figures divide the same log-likelihood: one by words, the other by bytes
+    by_hand = summary["byte_perplexity"] ** (summary["bytes"] / summary["words"])
+    assert summary["word_perplexity"] == pytest.approx(by_hand, rel=1e-9)
