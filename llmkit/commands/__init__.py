@@ -239,8 +239,9 @@ VERBS = (
         "--stride tokens over the rows joined with blank lines; each token scored once with up "
         "to max-length − stride tokens of context. [bold]word/byte perplexity, bits per "
         "byte[/]: each document scored by rolling non-overlapping windows (its first token "
-        "predicted from EOS), log-likelihood summed and divided by whitespace-split words (each "
-        "CJK character a word) or UTF-8 bytes. [bold]pseudo_perplexity[/] (masked LMs): each token masked in turn.",
+        "predicted from EOS), log-likelihood summed and divided by whitespace-split words "
+        "(each CJK character a word) or UTF-8 bytes. [bold]pseudo_perplexity[/] (masked LMs): "
+        "each token masked in turn.",
         "llmkit eval-ppl --model runs/gpt2-tiny --data wikitext-2 --stride 512",
         eval_ppl_function,
         (

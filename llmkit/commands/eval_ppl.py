@@ -13,7 +13,7 @@ import datasets
 
 from llmkit.console import progress_bar
 from llmkit.data.documents import build_documents, count_words, is_structured, is_wikitext
-from llmkit.data.sources import load_source, select_text
+from llmkit.data.sources import load_files, load_source, select_text
 from llmkit.errors import UserError, did_you_mean
 from llmkit.models import load_for_inference, model_positions
 from llmkit.perplexity import (
@@ -174,9 +174,17 @@ def _document_perplexities(
     """Word and byte perplexity and bits per byte, as lm-evaluation-harness computes them."""
     wikitext = is_wikitext(data, source)
     detokenize = wikitext if detokenize is None else detokenize
-    documents = build_documents(
-        rows, structured=is_structured(source), wikitext=wikitext, detokenize=detokenize
-    )
+    per_file = [rows]
+    if not is_structured(source) and not wikitext and len(source.files) > 1:
+        # each file of a folder of plain text is a document of its own
+        per_file = [text_rows(load_files((path,)), None, str(path)) for path in source.files]
+    documents = [
+        document
+        for file_rows in per_file
+        for document in build_documents(
+            file_rows, structured=is_structured(source), wikitext=wikitext, detokenize=detokenize
+        )
+    ]
     prefix_id = document_prefix_id(tokenizer)
     encoded = tokenizer([d.scored for d in documents], add_special_tokens=False)["input_ids"]
     task = progress.add_task("word/byte perplexity (tokens)", total=sum(map(len, encoded)))

@@ -2,7 +2,8 @@
 
 - A record of a structured source (JSONL, JSON, CSV/TSV, parquet, a saved dataset, a hub
   dataset) is one document.
-- A plain-text file is one document: its lines, each ended by "\\n".
+- A plain-text file is one document: its lines, each ended by "\\n" (eval-ppl scores each file
+  of a folder as its own).
 - Raw WikiText (the known names, or a file named wiki.*) is split into articles at its
   top-level headings (" = Title = "), as lm-evaluation-harness's document-level WikiText is.
 

@@ -126,3 +126,15 @@ def test_word_perplexity_of_chinese_counts_each_character_as_a_word(trained_clm,
     # both figures divide the same log-likelihood: one by words, the other by bytes
     by_hand = summary["byte_perplexity"] ** (summary["bytes"] / summary["words"])
     assert summary["word_perplexity"] == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_each_file_of_a_folder_of_text_is_a_document(trained_clm, tmp_path, cli):
+    folder = tmp_path / "essays"
+    folder.mkdir()
+    texts = ["The game was released .\nIt sold well .\n", "A second essay .\n", "A third .\n"]
+    for number, text in enumerate(texts):
+        (folder / f"{number}.txt").write_text(text)
+    result, summary = cli("eval-ppl", "--model", str(trained_clm), "--data", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    # each document's words counted as the harness does (its final newline leaves one "")
+    assert summary["documents"] == 3 and summary["words"] == (9 + 1) + (4 + 1) + (3 + 1)
