@@ -67,6 +67,19 @@ class TokenizerConfig(Section):
     style: Literal["auto", "gpt", "bert", "roberta"] = "auto"
     lowercase: bool = False
     max_length: int | None = Field(None, ge=1)  # saved as model_max_length
+    # Characters in the vocabulary whether or not the corpus has them (bpe, wordpiece,
+    # unigram), so that unseen common characters are not unknown: cjk-simplified (GB 2312,
+    # 6,763), cjk-traditional (Big5, 13,061), cjk (both, 15,441).
+    alphabet: Literal["none", "cjk-simplified", "cjk-traditional", "cjk"] = "none"
+
+    @model_validator(mode="after")
+    def _alphabet_needs_characters(self):
+        if self.alphabet != "none" and self.type == "byte-bpe":
+            raise ValueError(
+                "tokenizer.alphabet is for bpe, wordpiece and unigram: byte-bpe already "
+                "encodes every character (as bytes)"
+            )
+        return self
 
 
 class LoraConfig(Section):  # model.lora: finetune with LoRA adapters (peft) instead

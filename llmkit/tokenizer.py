@@ -29,7 +29,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from llmkit.console import note
 from llmkit.data.sampling import Sample
-from llmkit.data.scripts import UNSPACED
+from llmkit.data.scripts import UNSPACED, common_characters
 from llmkit.errors import UserError
 from llmkit.recipe import TokenizerConfig
 
@@ -135,6 +135,8 @@ def _untrained_pipeline(
         special_tokens=[*specials.vocabulary(), *numbered_first],
         show_progress=False,
     )
+    if config.alphabet != "none":
+        common["initial_alphabet"] = common_characters(config.alphabet)
     if config.type == "byte-bpe":
         # Byte-level pieces make every string encodable and decode(encode(x)) == x exactly.
         tokenizer = Tokenizer(models.BPE())
@@ -249,6 +251,14 @@ def train_tokenizer(
     """Train on an iterator of text batches; return a ready transformers tokenizer."""
     style = resolve_style(config, family)
     specials = special_tokens_for(style, byte_level=config.type == "byte-bpe")
+    if config.alphabet != "none":
+        alphabet = len(common_characters(config.alphabet))
+        if config.vocab_size <= alphabet + len(specials.vocabulary()):
+            raise UserError(
+                f"tokenizer.vocab_size {config.vocab_size:,} leaves no room for pieces beside "
+                f"tokenizer.alphabet {config.alphabet} ({alphabet:,} characters)",
+                f"raise tokenizer.vocab_size above {alphabet + len(specials.vocabulary()):,}",
+            )
     inner: list[str] = []
     if config.type == "wordpiece":
         batches = list(batches)  # read twice; the rows are in memory already (a Sample)

@@ -148,3 +148,27 @@ def test_wordpiece_decodes_chinese_without_spaces_between_characters(tmp_path):
     assert tokenizer.decode(tokenizer(english, add_special_tokens=False)["input_ids"]) == (
         "the game was released in japan."
     )
+
+
+def test_an_alphabet_of_common_characters_leaves_unseen_ones_known(tmp_path):
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(CHINESE * 3) + "\n")
+    unseen = "春天来了，花开得很美。"  # common characters, none of them in the corpus
+    plain = trained(corpus, tmp_path / "plain", type="wordpiece", vocab_size=400, min_frequency=1)
+    assert plain.unk_token_id in plain(unseen)["input_ids"]
+    seeded = trained(
+        corpus, tmp_path / "seeded", type="wordpiece", vocab_size=8000, min_frequency=1,
+        alphabet="cjk-simplified",
+    )  # fmt: skip
+    assert seeded.unk_token_id not in seeded(unseen)["input_ids"]
+    assert seeded.decode(seeded(unseen, add_special_tokens=False)["input_ids"]) == unseen
+    assert len(seeded) >= 6763  # GB 2312's characters, derived from the gb2312 codec
+
+
+def test_an_alphabet_needs_room_and_a_character_level_tokenizer():
+    with pytest.raises(UserError, match="leaves no room"):
+        train_tokenizer(
+            iter([CHINESE]), TokenizerConfig(type="bpe", alphabet="cjk", vocab_size=9000)
+        )
+    with pytest.raises(ValueError, match="byte-bpe already encodes every character"):
+        TokenizerConfig(type="byte-bpe", alphabet="cjk")
