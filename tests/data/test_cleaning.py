@@ -64,3 +64,13 @@ def test_seen_hashes_answers_as_a_set_does():
             reference.add(h)
         assert first.tolist() == expected
     assert sum(map(len, seen.levels)) == len(reference) and len(seen.levels) <= 12
+
+
+def test_chinese_rows_are_normalised_and_measured_in_characters():
+    rows = ["大规模语言模型，２０２６年！", "训练。", "好", "ＡＢＣ数据集（二）", "训练。"]
+    config = CleaningConfig(normalize="NFKC", min_chars=2, max_chars=15, dedup=True)
+    cleaned, report = clean(rows, config)
+    # full-width letters, digits and punctuation become their ASCII forms; 。 stays (NFKC
+    # leaves CJK punctuation alone); lengths count characters, not space-split words
+    assert cleaned == ["大规模语言模型,2026年!", "训练。", "ABC数据集(二)"]
+    assert (report.dropped_short, report.dropped_long, report.dropped_duplicate) == (1, 0, 1)
