@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from llmkit.data.documents import count_words
+
 
 def test_json_summary_and_output_file(trained_clm, tmp_path, cli):
     out = tmp_path / "results" / "ppl.json"
@@ -126,6 +128,9 @@ def test_word_perplexity_of_chinese_counts_each_character_as_a_word(trained_clm,
     # both figures divide the same log-likelihood: one by words, the other by bytes
     by_hand = summary["byte_perplexity"] ** (summary["bytes"] / summary["words"])
     assert summary["word_perplexity"] == pytest.approx(by_hand, rel=1e-9)
+    # a few CJK characters in English text (a name) leave lm-evaluation-harness's count
+    english = "The film Shichinin no Samurai (七人の侍) was released in 1954 ."
+    assert count_words(english) == len(english.split()) == 11
 
 
 def test_each_file_of_a_folder_of_text_is_a_document(trained_clm, tmp_path, cli):
