@@ -38,16 +38,21 @@ def test_fill_mask_equals_generate(trained_mlm, cli):
     served(trained_mlm, checks)
 
 
+def glue_run(cli, base, out, recipe: str, folder: str, steps: int) -> list[dict]:
+    """A GLUE run fine-tuned from `base` on the fixture `folder`: the dev rows it predicted."""
+    overrides = [f"model.path={base}", f"task.data_dir={FIXTURES / 'glue' / folder}"]
+    overrides += [f"train.max_steps={steps}", "train.lr=1e-3"]
+    result, _ = cli("finetune", "-r", recipe, "-o", str(out), *set_args(overrides))
+    assert result.exit_code == 0, result.output
+    with (FIXTURES / "glue" / folder / "dev.tsv").open() as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
 def test_classify_equals_the_runs_dev_predictions(trained_mlm, tmp_path, cli):
     out = tmp_path / "sst2"
-    overrides = [f"model.path={trained_mlm}", f"task.data_dir={FIXTURES / 'glue' / 'SST-2'}"]
-    overrides += ["train.max_steps=30", "train.lr=1e-3"]
-    result, _ = cli("finetune", "-r", "glue-sst2", "-o", str(out), *set_args(overrides))
-    assert result.exit_code == 0, result.output
-    with (FIXTURES / "glue" / "SST-2" / "dev.tsv").open() as f:
-        sentences = [
-            row["sentence"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        ]
+    sentences = [
+        row["sentence"] for row in glue_run(cli, trained_mlm, out, "glue-sst2", "SST-2", 30)
+    ]
     with (out / "dev_predictions.tsv").open() as f:
         predicted = [row["prediction"] for row in csv.DictReader(f, delimiter="\t")]
 
@@ -121,12 +126,7 @@ def test_entities_equal_the_runs_dev_predictions(trained_mlm, tmp_path, cli):
 
 def test_a_regression_run_gives_the_score_of_its_dev_predictions(trained_mlm, tmp_path, cli):
     out = tmp_path / "stsb"
-    overrides = [f"model.path={trained_mlm}", f"task.data_dir={FIXTURES / 'glue' / 'STS-B'}"]
-    overrides += ["train.max_steps=20", "train.lr=1e-3"]
-    result, _ = cli("finetune", "-r", "glue-stsb", "-o", str(out), *set_args(overrides))
-    assert result.exit_code == 0, result.output
-    with (FIXTURES / "glue" / "STS-B" / "dev.tsv").open() as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:16]
+    rows = glue_run(cli, trained_mlm, out, "glue-stsb", "STS-B", 20)[:16]
     with (out / "dev_predictions.tsv").open() as f:
         predicted = [float(row["prediction"]) for row in csv.DictReader(f, delimiter="\t")][:16]
 
