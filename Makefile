@@ -7,7 +7,7 @@ export HF_DATASETS_OFFLINE = 1
 
 install:  ## torch first, as the CPU wheel: an unpinned torch pulls GBs of CUDA
 	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -e ".[dev,eval,serve]"
+	$(PYTHON) -m pip install -e ".[dev,eval,serve,chinese]"
 
 # One worker per core (pytest-xdist); an idle worker takes tests queued for a busy one.
 PYTEST = $(PYTHON) -m pytest -q -n auto --dist worksteal

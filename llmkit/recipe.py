@@ -121,6 +121,9 @@ class ModelConfig(Section):
 class ObjectiveConfig(Section):  # masked-LM commands only
     mlm_probability: float = Field(0.15, gt=0, lt=1)  # tokens selected; 80% [MASK] 10% random
     whole_word_mask: bool = False  # select whole words (then every selected token is [MASK])
+    # whole_word_mask's words in text without spaces: jieba (Chinese words, needs
+    # llmkit[chinese]), none (gaps and ## pieces only), auto (jieba on mostly-CJK text)
+    segmenter: Literal["auto", "jieba", "none"] = "auto"
     nsp: bool = False  # next-sentence prediction (bert family): BertForPreTraining
 
 

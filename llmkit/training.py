@@ -109,8 +109,8 @@ def training_arguments(
     arguments_class: type[TrainingArguments] | None = None,
     **extra,
 ) -> TrainingArguments:
-    """`extra`: fields of `arguments_class` beyond TrainingArguments' (Seq2SeqTrainingArguments'
-    generation settings)."""
+    """`extra`: further fields of `arguments_class` (Seq2SeqTrainingArguments' generation
+    settings, pretraining's remove_unused_columns)."""
     fast = resolve_fast_path(train)
     check_reporters(train.report_to)
     check_optimizer_launch(train)

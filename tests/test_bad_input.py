@@ -83,6 +83,11 @@ F = [
     f"task.data_dir={FIXTURES / 'glue' / 'SST-2'}",
 ]
 E = ["eval-ppl", "--model", "{clm}", "--data", "builtin"]
+CHINESE_WWM = [
+    f"data.train={FIXTURES / 'chinese' / 'essays.txt'}",
+    "data.seq_len=32",
+    "objective.whole_word_mask=true",
+]
 G = ["generate", "--model", "{clm}"]
 
 CASES = {
@@ -99,6 +104,14 @@ CASES = {
     "probability above 1": (
         M + ["--set", "objective.mlm_probability=1.5"],
         "objective.mlm_probability",
+    ),
+    "whole-word masking of Chinese without a segmenter": (
+        M + set_args(CHINESE_WWM + ["objective.segmenter=none"]),
+        "needs a word segmenter",
+    ),
+    "a segmenter with next-sentence pairs": (
+        M + set_args(CHINESE_WWM + ["objective.segmenter=jieba", "objective.nsp=true"]),
+        "not on next-sentence pairs",
     ),
     "unknown choice": (
         T + ["--set", "tokenizer.type=sentencepiece"],

@@ -159,6 +159,8 @@ class PretrainingData:
     train: datasets.Dataset
     evaluation: datasets.Dataset | None
     reused: bool  # the training blocks came from the cache
+    # whole-word masking's words: "jieba" (a segmenter's), "vocabulary" (gaps and ## pieces)
+    words: str | None = None
 
 
 def prepare_data(
@@ -169,12 +171,27 @@ def prepare_data(
     corpus: TextSample | None,
 ) -> PretrainingData:
     data, seed = recipe.data, recipe.seed
+    masking = recipe.objective
+    segmenter = masking.segmenter if objective == "mlm" and masking.whole_word_mask else None
     train = packed_blocks(
-        data, data.train, tokenizer, layout, split="train", reuse=corpus, seed=seed
+        data,
+        data.train,
+        tokenizer,
+        layout,
+        split="train",
+        reuse=corpus,
+        seed=seed,
+        segmenter=segmenter,
     )
     if data.validation:
         validation = packed_blocks(
-            data, data.validation, tokenizer, layout, split="validation", seed=seed
+            data,
+            data.validation,
+            tokenizer,
+            layout,
+            split="validation",
+            seed=seed,
+            segmenter=segmenter,
         )
         train_set, evaluation = train.blocks, validation.blocks
     else:
@@ -183,7 +200,8 @@ def prepare_data(
         evaluation = mask_once(
             evaluation, tokenizer, recipe.objective, seq_len=data.seq_len, seed=seed
         )
-    return PretrainingData(train_set, evaluation, train.reused)
+    words = (train.stats.word_segmenter or "vocabulary") if segmenter else None
+    return PretrainingData(train_set, evaluation, train.reused, words)
 
 
 def prepare_model(recipe: Recipe, objective: Objective, nsp: bool, tokenizer) -> PreTrainedModel:
@@ -269,7 +287,12 @@ def run_pretrain(
     model_changes = prepare_for_training(model, recipe.train)
 
     args = training_arguments(
-        recipe.train, run.dir, seed=recipe.seed, evaluate=data.evaluation is not None
+        recipe.train,
+        run.dir,
+        seed=recipe.seed,
+        evaluate=data.evaluation is not None,
+        # blocks hold only what the collator reads, which includes a segmenter's words
+        remove_unused_columns=False,
     )
     trainer = build_trainer(
         model,
@@ -309,6 +332,7 @@ def run_pretrain(
         train_blocks=len(data.train),
         eval_blocks=len(data.evaluation) if data.evaluation is not None else 0,
         blocks_reused=data.reused,
+        **({"whole_words_from": data.words} if data.words else {}),
         steps=state.global_step,
         train_loss=result.training_loss,
         train_tokens=state.num_input_tokens_seen,

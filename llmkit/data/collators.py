@@ -2,33 +2,28 @@
 
 `DataCollatorForLanguageModeling` finds special tokens by calling the tokenizer once per row
 and needs character offsets for whole-word masking, which packed blocks do not carry. Both
-are derived here from token ids alone, through lookup tables built once from the vocabulary:
-a token continues a word when it is a WordPiece `##` piece, or a byte-level/Metaspace piece
-without the leading-space marker (the rule BERT's whole-word masking used).
+are derived here from token ids alone, through lookup tables built once from the vocabulary
+(which token continues a word: words.vocabulary_rule). Blocks of text without spaces carry
+their words from a segmenter instead (data/words.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
+from llmkit.data.words import COLUMN as SEGMENTED_WORDS
+from llmkit.data.words import vocabulary_rule
 from llmkit.recipe import ObjectiveConfig
 
-WORD_START_MARKERS = ("Ġ", "▁")  # byte-level BPE and Metaspace mark a preceding space
 # Batches of variable-length examples are padded to a multiple of this: see
 # DynamicPaddingCollator for why.
 PAD_MULTIPLE = 8
-
-
-def continues_word(token: str, wordpiece: bool) -> bool:
-    if wordpiece:
-        return token.startswith("##")
-    return not token.startswith(WORD_START_MARKERS) and token.isalnum()
 
 
 @dataclass
@@ -43,6 +38,8 @@ class BlockMaskingCollator(DataCollatorForLanguageModeling):
     """
 
     masking_seed: int = 0
+    # the batch being collated: its segmenter's word-continuation flags, when it has them
+    segmented: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,20 +48,25 @@ class BlockMaskingCollator(DataCollatorForLanguageModeling):
         self.special_table[self.tokenizer.all_special_ids] = True
         self.continuation_table = torch.zeros(size, dtype=torch.bool)
         if self.whole_word_mask:
-            wordpiece = type(self.tokenizer.backend_tokenizer.model).__name__ == "WordPiece"
-            for token, index in self.tokenizer.get_vocab().items():
-                self.continuation_table[index] = continues_word(token, wordpiece)
+            rule = torch.from_numpy(vocabulary_rule(self.tokenizer))
+            self.continuation_table[: len(rule)] = rule
 
-    def word_offsets(self, inputs: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def word_offsets(continues: torch.Tensor) -> torch.Tensor:
         """Offsets that touch (end == next start) exactly where a token continues a word."""
-        positions = 2 * torch.arange(inputs.shape[1]).expand_as(inputs)
-        starts = positions - self.continuation_table[inputs].long()
+        positions = 2 * torch.arange(continues.shape[1]).expand_as(continues)
+        starts = positions - continues.long()
         return torch.stack([starts, positions + 1], dim=-1)
 
     def torch_call(self, examples):
         if "labels" in examples[0]:  # masked once already (evaluation): keep those masks
             return {key: torch.tensor([e[key] for e in examples]) for key in examples[0]}
         self.generator = torch.Generator().manual_seed(self.batch_seed(examples))
+        # A segmenter's words (packed beside the ids) replace the vocabulary's rule.
+        self.segmented = None
+        if SEGMENTED_WORDS in examples[0]:
+            self.segmented = torch.tensor([e[SEGMENTED_WORDS] for e in examples], dtype=torch.bool)
+            examples = [{k: v for k, v in e.items() if k != SEGMENTED_WORDS} for e in examples]
         return super().torch_call(examples)
 
     def batch_seed(self, examples) -> int:
@@ -77,7 +79,9 @@ class BlockMaskingCollator(DataCollatorForLanguageModeling):
         if special_tokens_mask is None:
             special_tokens_mask = self.special_table[inputs]
         if self.whole_word_mask and offset_mapping is None:
-            offset_mapping = self.word_offsets(inputs)
+            segmented = self.segmented
+            continues = self.continuation_table[inputs] if segmented is None else segmented
+            offset_mapping = self.word_offsets(continues)
         return super().torch_mask_tokens(inputs, special_tokens_mask, offset_mapping)
 
 
@@ -111,6 +115,7 @@ def mask_once(
         batch_size=1024,
         keep_in_memory=True,  # never write beside the cached blocks
         new_fingerprint=f"masked-once-{seed}-{dataset._fingerprint}",
+        remove_columns=[SEGMENTED_WORDS] if SEGMENTED_WORDS in dataset.column_names else None,
     )
 
 

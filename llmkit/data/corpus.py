@@ -19,6 +19,7 @@ import datasets
 from transformers import PreTrainedTokenizerFast
 
 from llmkit.console import stream_progress
+from llmkit.data import words
 from llmkit.data.cleaning import CleaningReport, RowCleaner
 from llmkit.data.nsp import build_sentence_pairs
 from llmkit.data.packing import (
@@ -144,12 +145,15 @@ def packed_blocks(
     split: str,
     reuse: TextSample | None = None,
     seed: int = 0,
+    segmenter: str | None = None,
 ) -> PackedBlocks:
     """The corpus at `src` as packed blocks, from the cache when the same inputs were packed.
 
     `reuse` is a sample of the same source already read by the caller: when it holds the
     whole corpus it is packed instead of reading the source again.
     `seed` draws the random second segments of next-sentence pairs (layout "nsp").
+    `segmenter`: whole-word masking's objective.segmenter (None: no whole-word masking),
+    resolved on the start of the text (words.choose_segmenter).
     """
     source = corpus_source(data, src, split)
     fingerprint = blocks_fingerprint(
@@ -161,6 +165,7 @@ def packed_blocks(
         layout=layout,
         seed=seed if layout == "nsp" else None,
         max_tokens=data.max_tokens,
+        segmenter=segmenter,
     )
     cache_dir = default_cache_dir(data.cache_dir)
     folder = cache_dir / "blocks" / fingerprint
@@ -175,6 +180,9 @@ def packed_blocks(
         batches, cleaning = rows.batches, rows.cleaning
     what = f"the packed blocks of {src}"
     with closing(batches), new_entry(folder.parent, fingerprint, what=what) as staging:
+        if segmenter is not None:
+            start, batches = words.peek_text(batches)
+            segmenter = words.choose_segmenter(segmenter, start, nsp=layout == "nsp")
         if layout == "nsp":
             pairs, stats = build_sentence_pairs(
                 batches, tokenizer, data.seq_len, seed=seed, num_proc=data.num_proc
@@ -190,6 +198,7 @@ def packed_blocks(
                 num_proc=data.num_proc,
                 max_tokens=data.max_tokens,
                 shard_bytes=int(data.shard_mb * 1e6),
+                segmenter=segmenter,
             )
         write_stats(staging, stats)
     blocks, stats = load_cached_blocks(cache_dir, fingerprint)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from llmkit.data.scripts import WORD_CHARACTERS
+from llmkit.data.scripts import unspaced_words
 from llmkit.data.sources import ResolvedSource
 
 STRUCTURED_SUFFIXES = {".jsonl", ".json", ".csv", ".tsv", ".parquet"}
@@ -118,13 +118,7 @@ def count_words(text: str) -> int:
     is split at whitespace, CJK punctuation counting as none. "Mostly": its ideographs and
     kana outnumber the other words; a few in other text (names in a Wikipedia article)
     leave the harness's count as it is."""
-    characters = len(WORD_CHARACTER.findall(text))
-    rest = CJK_PUNCTUATION.sub(" ", WORD_CHARACTER.sub(" ", text)).split()
-    if characters <= len(rest):
+    characters, others = unspaced_words(text)
+    if characters <= others:
         return len(re.split(r"\s+", text))
-    return characters + len(rest)
-
-
-WORD_CHARACTER = re.compile(f"[{WORD_CHARACTERS}]")
-# CJK symbols and punctuation, and the fullwidth forms' punctuation (not their letters or digits)
-CJK_PUNCTUATION = re.compile("[\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+    return characters + others

@@ -5,6 +5,9 @@ Layouts:
   mlm  the stream cut into seq_len-2 pieces, each wrapped as [CLS] ... [SEP]
   nsp  sentence pairs for next-sentence prediction (see nsp.py)
 
+With a word segmenter (whole-word masking of Chinese, words.py) each block also carries
+`word_continues`: per token, 1 where it continues the segmenter's word.
+
 Encoding runs through the Rust tokenizer's batch encoder (in forked workers for large
 corpora) and packing through numpy, a chunk at a time: blocks are written to Arrow shards
 (shards.py) as they fill, so memory does not depend on the corpus. Only the final partial
@@ -25,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from transformers import PreTrainedTokenizerFast
 
+from llmkit.data import words
 from llmkit.data.shards import STATS_FILE, ShardWriter
 from llmkit.errors import UserError
 
@@ -52,6 +57,7 @@ class EncodeStats:
     seconds: float = 0.0
     blocks: int = 0
     dropped_tokens: int = 0  # the final partial block
+    word_segmenter: str | None = None  # whole-word masking's words came from it (jieba)
 
     @property
     def chars_per_token(self) -> float:
@@ -94,6 +100,7 @@ class EncodedChunk:
     ids: np.ndarray  # the chunk's documents, each followed by the separator ids
     doc_lengths: np.ndarray  # tokens of each document, separators included
     stats: EncodeStats
+    continues: np.ndarray | None = None  # per id: continues a segmenter's word (words.py)
 
 
 def token_dtype(tokenizer: PreTrainedTokenizerFast) -> np.dtype:
@@ -104,7 +111,11 @@ def token_dtype(tokenizer: PreTrainedTokenizerFast) -> np.dtype:
 def _encode_texts(texts: list[str]) -> EncodedChunk:
     """Token ids of `texts`, each document followed by the separator ids."""
     tokenizer, after_doc = _shared["tokenizer"], _shared["after_doc"]
-    encodings = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    segment, characters = _shared.get("segment"), _shared.get("characters")
+    if segment is None or characters is not None:  # no offsets needed: the faster encoder
+        encodings = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    else:
+        encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
     ids = [e.ids for e in encodings]
     column = pa.array(texts, type=pa.large_string())
     stats = EncodeStats(
@@ -121,7 +132,20 @@ def _encode_texts(texts: list[str]) -> EncodedChunk:
         doc.extend(after_doc)
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=_shared["dtype"], count=int(lengths.sum()))
-    return EncodedChunk(flat, lengths, stats)
+    if segment is None:
+        return EncodedChunk(flat, lengths, stats)
+    if characters is not None:
+        table, rule = characters
+        return EncodedChunk(
+            flat, lengths, stats, words.flags_from_characters(flat, table, rule, segment)
+        )
+    counts = lengths - len(after_doc)
+    offsets = chain.from_iterable(e.offsets for e in encodings)
+    starts = np.fromiter(map(itemgetter(0), offsets), dtype=np.int64, count=int(counts.sum()))
+    continues = np.zeros(len(flat), dtype=np.uint8)  # separators continue nothing
+    text_tokens = np.arange(len(starts)) + np.repeat(np.arange(len(texts)) * len(after_doc), counts)
+    continues[text_tokens] = words.continuation_flags(texts, starts, counts, segment)
+    return EncodedChunk(flat, lengths, stats, continues)
 
 
 def _chunks(batches: Iterable[list[str]]) -> Iterator[list[str]]:
@@ -145,8 +169,10 @@ def encode_batches(
     after_doc: list[int],
     *,
     num_proc: int | None = None,
+    segment: words.Segment | None = None,
 ) -> Iterator[EncodedChunk]:
-    """Encoded chunks of a stream of text batches, in order, with bounded memory.
+    """Encoded chunks of a stream of text batches, in order, with bounded memory;
+    `segment` (a word segmenter) adds each token's word-continuation flag.
 
     A corpus of one chunk is encoded in-process (the Rust batch encoder uses every core).
     Larger ones go to forked workers that each encode whole chunks on one thread, which
@@ -159,7 +185,13 @@ def encode_batches(
         return
     second = next(chunks, None)
     workers = num_proc or os.cpu_count() or 1
-    _shared.update(tokenizer=tokenizer, after_doc=after_doc, dtype=token_dtype(tokenizer))
+    _shared.update(
+        tokenizer=tokenizer, after_doc=after_doc, dtype=token_dtype(tokenizer), segment=segment
+    )
+    if segment is not None:
+        table = words.character_table(tokenizer)
+        if table is not None:
+            _shared["characters"] = table, words.vocabulary_rule(tokenizer)
     try:
         if second is None or workers == 1 or "fork" not in mp.get_all_start_methods():
             for chunk in chain([first], [second] if second else [], chunks):
@@ -224,9 +256,29 @@ def _separator_ids(
     return [sep_id], [cls_id], [sep_id]
 
 
-def block_features(seq_len: int, tokenizer: PreTrainedTokenizerFast) -> datasets.Features:
+def block_features(
+    seq_len: int, tokenizer: PreTrainedTokenizerFast, *, segmented: bool = False
+) -> datasets.Features:
     value = datasets.Value(token_dtype(tokenizer).name)
-    return datasets.Features({"input_ids": datasets.List(value, length=seq_len)})
+    features = {"input_ids": datasets.List(value, length=seq_len)}
+    if segmented:
+        features[words.COLUMN] = datasets.List(datasets.Value("uint8"), length=seq_len)
+    return datasets.Features(features)
+
+
+def _as_blocks(stream: np.ndarray, count: int, body: int, head: list, tail: list) -> pa.Array:
+    """The first `count` pieces of `body` values of `stream`, each between `head` and
+    `tail`, as one fixed-size list per block."""
+    blocks = stream[: count * body].reshape(count, body)
+    if head or tail:
+        blocks = np.hstack(
+            [
+                np.tile(np.array(head, blocks.dtype), (count, 1)),
+                blocks,
+                np.tile(np.array(tail, blocks.dtype), (count, 1)),
+            ]
+        )
+    return pa.FixedSizeListArray.from_arrays(pa.array(blocks.reshape(-1)), blocks.shape[1])
 
 
 def pack_into_blocks(
@@ -239,11 +291,13 @@ def pack_into_blocks(
     num_proc: int | None = None,
     max_tokens: int | None = None,
     shard_bytes: int = 256 << 20,
+    segmenter: str | None = None,
 ) -> EncodeStats:
     """Encode a stream of text batches and write it to `folder` as blocks, as they fill.
 
     `max_tokens` stops once that many tokens (whole blocks) are written; the rest of the
-    stream is not read. Only the final partial block is dropped.
+    stream is not read. Only the final partial block is dropped. `segmenter` ("jieba") adds
+    the `word_continues` column.
     """
     after_doc, head, tail = _separator_ids(tokenizer, layout)
     body = seq_len - len(head) - len(tail)
@@ -254,26 +308,28 @@ def pack_into_blocks(
             "raise data.max_tokens or lower data.seq_len",
         )
     started = time.perf_counter()
-    stats = EncodeStats()
-    writer = ShardWriter(folder, block_features(seq_len, tokenizer), shard_bytes)
+    stats = EncodeStats(word_segmenter=segmenter)
+    segment = words.jieba() if segmenter == "jieba" else None
+    features = block_features(seq_len, tokenizer, segmented=segment is not None)
+    writer = ShardWriter(folder, features, shard_bytes)
     carry = np.empty(0, dtype=token_dtype(tokenizer))
-    for chunk in encode_batches(batches, tokenizer, after_doc, num_proc=num_proc):
+    carry_flags = np.empty(0, dtype=np.uint8)
+    chunks = encode_batches(batches, tokenizer, after_doc, num_proc=num_proc, segment=segment)
+    for chunk in chunks:
         stats.add(chunk.stats)
         stream = np.concatenate([carry, chunk.ids])
         count = len(stream) // body
         if limit is not None:
             count = min(count, limit - writer.rows)
-        blocks, carry = stream[: count * body].reshape(count, body), stream[count * body :]
-        if head or tail:
-            blocks = np.hstack(
-                [
-                    np.tile(np.array(head, blocks.dtype), (count, 1)),
-                    blocks,
-                    np.tile(np.array(tail, blocks.dtype), (count, 1)),
-                ]
-            )
-        flat = pa.array(blocks.reshape(-1))
-        writer.write(pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(flat, seq_len)}))
+        columns = {"input_ids": _as_blocks(stream, count, body, head, tail)}
+        carry = stream[count * body :]
+        if chunk.continues is not None:
+            flags = np.concatenate([carry_flags, chunk.continues])
+            # [CLS]/[SEP] are special tokens, never masked: their flags do not matter
+            edges = [0] * len(head), [0] * len(tail)
+            columns[words.COLUMN] = _as_blocks(flags, count, body, *edges)
+            carry_flags = flags[count * body :]
+        writer.write(pa.table(columns))
         if limit is not None and writer.rows >= limit:
             break
     stats.dropped_tokens = len(carry)
