@@ -46,6 +46,11 @@ def bad(tmp_path_factory):
     (d / "badlabel.tsv").write_text("sentence\tlabel\nfine .\tmaybe\n")
     (d / "onecol.tsv").write_text("sentence1\tlabel\nA cat sat.\t0\n")
     (d / "prompts-empty.txt").write_text("\n \n")
+    (d / "clue-nolabel.json").write_text('{"sentence": "没有标签的新闻"}\n', encoding="utf-8")
+    (d / "clue-badlabel.json").write_text(
+        '{"label": "105", "sentence": "不存在的类别"}\n', encoding="utf-8"
+    )
+    (d / "clue-empty.json").write_text("")
     (d / "prompts-bad.jsonl").write_text('{"text": "no prompt field"}\n')
     (d / "pickle-model").mkdir()
     (d / "pickle-model" / "config.json").write_text(
@@ -83,6 +88,18 @@ F = [
     f"task.data_dir={FIXTURES / 'glue' / 'SST-2'}",
 ]
 E = ["eval-ppl", "--model", "{clm}", "--data", "builtin"]
+C = [
+    "finetune",
+    "--recipe",
+    "clue-tnews",
+    "-o",
+    "{out}",
+    "--set",
+    "model.path={mlm}",
+    "--set",
+    f"task.validation_file={FIXTURES / 'clue' / 'tnews_public' / 'dev.json'}",
+    "--set",
+]
 CHINESE_WWM = [
     f"data.train={FIXTURES / 'chinese' / 'essays.txt'}",
     "data.seq_len=32",
@@ -113,6 +130,15 @@ CASES = {
         M + set_args(CHINESE_WWM + ["objective.segmenter=jieba", "objective.nsp=true"]),
         "not on next-sentence pairs",
     ),
+    "CLUE file without labels": (
+        C + ["task.train_file={bad}/clue-nolabel.json"],
+        "has no 'label' field for clue/tnews",
+    ),
+    "CLUE label outside the task's set": (
+        C + ["task.train_file={bad}/clue-badlabel.json"],
+        "label '105' is outside clue/tnews's label set",
+    ),
+    "empty CLUE file": (C + ["task.train_file={bad}/clue-empty.json"], "clue-empty.json is empty"),
     "unknown choice": (
         T + ["--set", "tokenizer.type=sentencepiece"],
         "'byte-bpe', 'bpe', 'wordpiece' or 'unigram'",

@@ -10,11 +10,11 @@ and the task table of docs/commands/finetune.md all read `KINDS`.
 from __future__ import annotations
 
 from llmkit.errors import UserError, did_you_mean
-from llmkit.tasks import glue, ner, qa, seq2seq, sft
+from llmkit.tasks import clue, glue, ner, qa, seq2seq, sft
 from llmkit.tasks.kind import TaskKeys, TaskKind
 
 KINDS: dict[str, TaskKind] = {
-    kind.name: kind for kind in (glue.KIND, qa.KIND, ner.KIND, seq2seq.KIND, sft.KIND)
+    kind.name: kind for kind in (glue.KIND, clue.KIND, qa.KIND, ner.KIND, seq2seq.KIND, sft.KIND)
 }
 
 

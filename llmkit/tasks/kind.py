@@ -17,7 +17,8 @@ from llmkit.schema import Section
 class TaskKeys(Section):
     """The `task:` keys every kind reads; a kind subclasses it with its own."""
 
-    # glue/<task> (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), qa/squad, ner/conll,
+    # glue/<task> (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), clue/<task> (afqmc,
+    # tnews, iflytek, ocnli, cmnli, cluewsc2020, csl), qa/squad, ner/conll,
     # seq2seq/summarization, seq2seq/translation
     name: str | None = None
     train_file: str | None = None  # one file per split (else the local copy, else the hub)
@@ -29,8 +30,8 @@ class TaskKeys(Section):
 
 class LocalCopyKeys(TaskKeys):
     # a local copy in the task's standard layout: GLUE's (train.tsv, dev.tsv, test.tsv; or
-    # the download root holding SST-2/, ...), SQuAD's (train-v1.1.json, dev-v1.1.json),
-    # CoNLL's (train.txt, valid.txt, test.txt)
+    # the download root holding SST-2/, ...), CLUE's (tnews_public/train.json, dev.json),
+    # SQuAD's (train-v1.1.json, dev-v1.1.json), CoNLL's (train.txt, valid.txt, test.txt)
     data_dir: str | None = None
 
 

@@ -1,5 +1,6 @@
 """GLUE: sequence classification (or regression, STS-B) with GLUE's official metrics, dev
-predictions, and test predictions in GLUE's submission format.
+predictions, and test predictions in GLUE's submission format. CLUE's classification tasks
+are fine-tuned by the same `classify` (tasks/clue/finetune.py).
 
 Fast by default: examples are tokenized once without padding, batched with dynamic padding
 and grouped by length, truncated to the model's positions, and evaluation keeps only each
@@ -22,7 +23,7 @@ from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
 from llmkit.tasks.glue.data import GlueTask, glue_task, split_source
 from llmkit.tasks.prepared import PreparedTask, model_and_tokenizer
-from llmkit.tasks.splits import load_splits
+from llmkit.tasks.splits import SplitSource, load_splits
 from llmkit.training import without_timings
 
 
@@ -75,8 +76,31 @@ def main_metric(recipe: Recipe) -> str:
 
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     task = glue_task(recipe.task.name)
-    splits = load_splits(
+    return classify(
+        recipe,
+        task,
         split_source(task, recipe.task),
+        eval_only=eval_only,
+        description=f"GLUE {task.folder}",
+        write_submission=_write_submission,
+    )
+
+
+def classify(
+    recipe: Recipe,
+    task: GlueTask,
+    source: SplitSource,
+    *,
+    eval_only: bool,
+    description: str,
+    write_submission,
+) -> PreparedTask:
+    """A sequence-classification (or regression) task of GLUE's shape: `task`'s text fields
+    and labels, its splits from `source`; test predictions are written into a folder by
+    `write_submission(folder, task, split name, split rows, predictions)` in the
+    benchmark's format."""
+    splits = load_splits(
+        source,
         eval_only=eval_only,
         validation=task.validation_splits,
         test=task.test_splits,
@@ -121,31 +145,24 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         for split, encoded in encoded_test.items():
             output = trainer.predict(encoded)
             if trainer.is_world_process_zero():
-                _write_submission(
-                    run_dir / "test_predictions" / _submission_file(task, split),
-                    task,
-                    output.predictions,
+                write_submission(
+                    run_dir / "test_predictions", task, split, test[split], output.predictions
                 )
         return metrics
 
     head = "regression" if task.is_regression else f"{task.num_labels} labels"
     return PreparedTask(
-        name=f"glue/{task.name}",
+        name=recipe.task.name,
         model=model,
         tokenizer=tokenizer,
         train=tokenize_split(train, task, tokenizer, max_length) if train is not None else None,
         evaluation=next(iter(encoded_dev.values())),
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
-        description=f"GLUE {task.folder} ({head})",
+        description=f"{description} ({head})",
         compute_metrics=metric_function(task),
         preprocess_logits_for_metrics=predictions_of,
     )
-
-
-def _submission_file(task: GlueTask, split: str) -> str:
-    suffix = {"test_matched": "-m", "test_mismatched": "-mm"}.get(split, "")
-    return f"{task.submission_name}{suffix}.tsv"
 
 
 def _write_predictions(path: Path, task: GlueTask, split: datasets.Dataset, predictions) -> None:
@@ -156,7 +173,12 @@ def _write_predictions(path: Path, task: GlueTask, split: datasets.Dataset, pred
     write_atomic(path, "\n".join(lines) + "\n")
 
 
-def _write_submission(path: Path, task: GlueTask, predictions) -> None:
+def _write_submission(
+    folder: Path, task: GlueTask, split: str, rows: datasets.Dataset, predictions
+) -> None:
+    """GLUE's submission format: <TASK>.tsv (MNLI: -m, -mm) with index and prediction."""
+    suffix = {"test_matched": "-m", "test_mismatched": "-mm"}.get(split, "")
+    path = folder / f"{task.submission_name}{suffix}.tsv"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["index\tprediction"] + [
         f"{index}\t{submission_text(task, value)}"
