@@ -1,5 +1,6 @@
 """Evaluation metrics: language-model pretraining, and the official metrics of the fine-tuning
-tasks (GLUE, SQuAD, CoNLL NER via seqeval, ROUGE and BLEU), computed locally.
+tasks (GLUE and CLUE, SQuAD and CMRC 2018, CoNLL NER via seqeval, ROUGE and BLEU), computed
+locally.
 
 Evaluation never keeps logits: `summarize_predictions` turns each batch's logits into four
 numbers per row (summed NLL, correct predictions, predicted tokens, and the NSP guess), and
@@ -126,6 +127,10 @@ def normalize_squad_answer(text: str) -> str:
 _PUNCTUATION = set(string.punctuation)
 
 
+def squad_exact(prediction: str, truth: str) -> float:
+    return float(normalize_squad_answer(prediction) == normalize_squad_answer(truth))
+
+
 def squad_token_f1(prediction: str, truth: str) -> float:
     predicted = normalize_squad_answer(prediction).split()
     expected = normalize_squad_answer(truth).split()
@@ -137,27 +142,84 @@ def squad_token_f1(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-class SquadMetric(evaluate.Metric):
-    """SQuAD v1.1's official exact match and F1 (evaluate-v1.1.py): each prediction scored
-    against its best-matching reference answer, averaged, as percentages."""
+# CMRC 2018's evaluation script strips these (and lower-cases) before comparing answers.
+# ("……" is on its list as a pair, which a single character never equals: "…" stays.)
+CMRC_PUNCTUATION = set("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
+CJK_CHARACTER = re.compile("[\u4e00-\u9fa5]")
+
+
+def cmrc_tokens(text: str) -> list[str]:
+    """CMRC 2018's "mixed segmentation": each Chinese character a token, the runs of other
+    characters between them split at whitespace (the official script splits them with
+    NLTK's word tokenizer), lower-cased, the punctuation above dropped."""
+    tokens, run = [], ""
+    for character in text.lower().strip():
+        if CJK_CHARACTER.match(character) or character in CMRC_PUNCTUATION:
+            tokens += run.split()
+            run = ""
+            if character not in CMRC_PUNCTUATION:
+                tokens.append(character)
+        else:
+            run += character
+    return tokens + run.split()
+
+
+def longest_common_run(a: list[str], b: list[str]) -> int:
+    """The length of the longest run of tokens that `a` and `b` share (CMRC 2018's F1
+    counts this common substring, not a bag of shared tokens as SQuAD's does)."""
+    best, previous = 0, [0] * (len(b) + 1)
+    for token in a:
+        current = [0] * (len(b) + 1)
+        for j, other in enumerate(b, 1):
+            if token == other:
+                current[j] = previous[j - 1] + 1
+                best = max(best, current[j])
+        previous = current
+    return best
+
+
+def cmrc_f1(prediction: str, truth: str) -> float:
+    predicted, expected = cmrc_tokens(prediction), cmrc_tokens(truth)
+    common = longest_common_run(predicted, expected)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def cmrc_exact(prediction: str, truth: str) -> float:
+    def stripped(text: str) -> str:
+        return "".join(c for c in text.lower().strip() if c not in CMRC_PUNCTUATION)
+
+    return float(stripped(prediction) == stripped(truth))
+
+
+class QaMetric(evaluate.Metric):
+    """Extractive QA's exact match and F1, each prediction scored against its best-matching
+    reference answer, averaged, as percentages: SQuAD v1.1's (evaluate-v1.1.py: normalised
+    words, F1 over shared words; `config_name="squad"`) or CMRC 2018's (Chinese characters,
+    punctuation stripped, F1 over the longest common run; `config_name="cmrc2018"`)."""
 
     def _info(self) -> evaluate.MetricInfo:
         return metric_info(
-            "SQuAD v1.1 exact match and token F1 after normalisation.",
-            "Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension of Text, 2016.",
+            "Extractive QA exact match and F1 (SQuAD v1.1's or CMRC 2018's).",
+            "Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension of Text, "
+            "2016; Cui et al., A Span-Extraction Dataset for Chinese Machine Reading "
+            "Comprehension, 2019.",
             "predictions: answer texts; references: lists of answer texts",
             TEXT,
             TEXTS,
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:
+        if self.config_name == "cmrc2018":
+            same, overlap = cmrc_exact, cmrc_f1
+        else:
+            same, overlap = squad_exact, squad_token_f1
         exact = f1 = 0.0
         for predicted, truths in zip(predictions, references, strict=True):
-            exact += max(
-                float(normalize_squad_answer(predicted) == normalize_squad_answer(t))
-                for t in truths
-            )
-            f1 += max(squad_token_f1(predicted, t) for t in truths)
+            exact += max(same(predicted, t) for t in truths)
+            f1 += max(overlap(predicted, t) for t in truths)
         count = len(predictions)
         return {"exact_match": 100 * exact / count, "f1": 100 * f1 / count}
 

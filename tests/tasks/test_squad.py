@@ -5,7 +5,7 @@ import pytest
 from helpers import FIXTURES as ALL_FIXTURES
 
 from llmkit.errors import UserError
-from llmkit.metrics import SquadMetric, normalize_squad_answer, squad_token_f1
+from llmkit.metrics import QaMetric, normalize_squad_answer, squad_token_f1
 from llmkit.tasks.qa.data import (
     Windows,
     best_answers,
@@ -36,7 +36,7 @@ def test_exact_match_and_f1_take_the_best_reference():
     # "the 1343 plague" vs "1343": normalised tokens [1343, plague] vs [1343]:
     # precision 1/2, recall 1 → F1 2/3; against "1343 plague" it is exact.
     assert squad_token_f1("the 1343 plague", "1343") == pytest.approx(2 / 3)
-    scores = SquadMetric(keep_in_memory=True).compute(
+    scores = QaMetric(config_name="squad", keep_in_memory=True).compute(
         predictions=["the 1343 plague", "Denver", "nothing"],
         references=[["1343", "1343 plague"], ["Denver Broncos"], ["Carolina"]],
     )

@@ -1,5 +1,6 @@
-"""Extractive question answering (SQuAD v1.1): long contexts in overlapping windows, spans
-found over all of them, the official exact match and F1. `data.py`: SQuAD's JSON, the
+"""Extractive question answering (SQuAD v1.1; CMRC 2018, CLUE's Chinese reading
+comprehension): long contexts in overlapping windows, spans found over all of them, the
+task's official exact match and F1. `data.py`: SQuAD's JSON, the
 windows and the span search (shared with `llmkit answer`); `finetune.py`: the head, the
 encoding and the evaluation."""
 
@@ -17,8 +18,8 @@ class QaKeys(LocalCopyKeys):
 
 KIND = TaskKind(
     name="qa",
-    tasks=("squad",),
+    tasks=("squad", "cmrc2018"),
     keys=QaKeys,
     head="AutoModelForQuestionAnswering",
-    recipes=("qa-squad",),
+    recipes=("qa-squad", "qa-cmrc2018"),
 )

@@ -1,12 +1,14 @@
-"""SQuAD v1.1 extractive QA: reading the data, cutting long contexts into overlapping
-windows (document stride), and turning start/end scores back into answer text.
+"""Extractive QA (SQuAD v1.1, CMRC 2018): reading the data, cutting long contexts into
+overlapping windows (document stride), and turning start/end scores back into answer text.
 
 The same windowing and span search serve `finetune` (evaluation) and `llmkit answer`, so a
 question gets the same answer from both.
 
-Data comes from the hub (`rajpurkar/squad`) or from local files in SQuAD's JSON layout
-(`{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
-"answers": [{"text", "answer_start"}]}]}]}]}`), e.g. the official train-v1.1.json / dev-v1.1.json.
+Data comes from the hub (`rajpurkar/squad`; CMRC 2018: `clue/clue`'s cmrc2018) or from local
+files in SQuAD's JSON layout (`{"data": [{"title", "paragraphs": [{"context", "qas": [{"id",
+"question", "answers": [{"text", "answer_start"}]}]}]}]}`), e.g. the official train-v1.1.json
+/ dev-v1.1.json, or CMRC 2018's train.json / dev.json (CLUE's cmrc2018_public/), which use
+the same layout.
 """
 
 from __future__ import annotations
@@ -23,8 +25,28 @@ from llmkit.errors import UserError
 from llmkit.tasks.qa import QaKeys
 from llmkit.tasks.splits import SplitSource
 
-HUB_ID = "rajpurkar/squad"
-SPLIT_FILES = {"train": ("train-v1.1.json",), "validation": ("dev-v1.1.json",)}
+
+@dataclass(frozen=True)
+class QaDataset:
+    """Where one extractive QA task's data is: its hub dataset and its local copy's files."""
+
+    hub: tuple[str, str | None]  # repo, config
+    files: dict[str, tuple[str, ...]]  # split → file names in a local copy
+    copy_folder: str  # under $LLMKIT_DATA_DIR
+
+
+DATASETS = {
+    "squad": QaDataset(
+        ("rajpurkar/squad", None),
+        {"train": ("train-v1.1.json",), "validation": ("dev-v1.1.json",)},
+        "squad",
+    ),
+    "cmrc2018": QaDataset(
+        ("clue/clue", "cmrc2018"),
+        {"train": ("train.json",), "validation": ("dev.json",)},
+        "clue/cmrc2018_public",
+    ),
+}
 N_BEST = 20  # start and end candidates considered per window, as in Hugging Face's run_qa
 
 
@@ -62,18 +84,28 @@ def read_squad_json(path: Path) -> datasets.Dataset:
 
 
 def split_source(keys: QaKeys) -> SplitSource:
+    task = keys.name.removeprefix("qa/")
+    source = DATASETS[task]
+    files = " and ".join(names[0] for names in source.files.values())
+
     def hub(split: str) -> datasets.Dataset:
-        return load_hub_split(
-            HUB_ID,
-            None,
+        dataset = load_hub_split(
+            *source.hub,
             split,
-            what="qa/squad",
-            how_to="set task.train_file / task.validation_file to SQuAD JSON files, or "
-            "task.data_dir to a folder with train-v1.1.json and dev-v1.1.json",
+            what=keys.name,
+            how_to="set task.train_file / task.validation_file to files in SQuAD's JSON "
+            f"layout, or task.data_dir to a folder with {files}",
         )
+        if "title" not in dataset.column_names:  # CMRC 2018's rows have none
+            dataset = dataset.add_column("title", [""] * len(dataset))
+        return dataset.select_columns(["id", "title", "context", "question", "answers"])
 
     return SplitSource(
-        keys, lambda path, split: read_squad_json(path), SPLIT_FILES, copy_folder="squad", hub=hub
+        keys,
+        lambda path, split: read_squad_json(path),
+        source.files,
+        copy_folder=source.copy_folder,
+        hub=hub,
     )
 
 

@@ -1,5 +1,6 @@
-"""SQuAD v1.1 extractive QA: a span-prediction head, long contexts cut into overlapping
-windows, and the official exact match / F1 over the answers recovered from all windows."""
+"""Extractive QA (SQuAD v1.1, CMRC 2018): a span-prediction head, long contexts cut into
+overlapping windows, and the task's official exact match / F1 over the answers recovered
+from all windows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from transformers import AutoModelForQuestionAnswering, Trainer
 
 from llmkit.data.collators import DynamicPaddingCollator
-from llmkit.metrics import SquadMetric
+from llmkit.metrics import QaMetric
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
 from llmkit.tasks.prepared import PreparedTask, model_and_tokenizer
@@ -25,6 +26,10 @@ from llmkit.tasks.qa.data import (
 from llmkit.tasks.splits import load_splits
 
 QUESTION_COLUMNS = ["id", "title", "context", "question", "answers"]
+DESCRIPTIONS = {
+    "squad": "SQuAD v1.1 extractive question answering",
+    "cmrc2018": "CMRC 2018 extractive question answering (Chinese)",
+}
 
 
 def main_metric(recipe: Recipe) -> str:
@@ -33,6 +38,7 @@ def main_metric(recipe: Recipe) -> str:
 
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
     keys = recipe.task
+    task = keys.name.removeprefix("qa/")
     splits = load_splits(split_source(keys), eval_only=eval_only)
     train, validation = splits.train, splits.dev
 
@@ -67,7 +73,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
             max_answer_tokens=keys.max_answer_tokens,
         )
         predicted = {key: found[0].text for key, found in answers.items()}
-        scores = SquadMetric(keep_in_memory=True).compute(
+        scores = QaMetric(config_name=task, keep_in_memory=True).compute(
             predictions=[predicted[key] for key in validation["id"]],
             references=[a["text"] for a in validation["answers"]],
         )
@@ -85,13 +91,13 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         }
 
     return PreparedTask(
-        name="qa/squad",
+        name=keys.name,
         model=model,
         tokenizer=tokenizer,
         train=labelled(train) if train is not None else None,
         evaluation=labelled(validation),
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
-        description="SQuAD v1.1 extractive question answering",
+        description=DESCRIPTIONS[task],
         train_examples=len(train) if train is not None else None,
     )
