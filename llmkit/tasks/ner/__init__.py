@@ -1,6 +1,7 @@
-"""Named-entity recognition (CoNLL-2003 style): word tags carried to sub-word tokens and
-back, entity-level precision, recall and F1 (seqeval). `data.py`: the column format, the hub
-copy and the label alignment; `finetune.py`: the head, the encoding and the evaluation."""
+"""Named-entity recognition (CoNLL-2003 style; CLUENER2020, CLUE's Chinese NER): word tags
+carried to sub-word tokens and back, entity-level precision, recall and F1 (seqeval).
+`data.py`: the column format, CLUENER's JSON lines, the hub copy and the label alignment;
+`finetune.py`: the head, the encoding and the evaluation."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ class NerKeys(LocalCopyKeys, HubDatasetKeys):
 
 KIND = TaskKind(
     name="ner",
-    tasks=("conll",),
+    tasks=("conll", "cluener"),
     keys=NerKeys,
     head="AutoModelForTokenClassification",
-    recipes=("ner-conll",),
+    recipes=("ner-conll", "ner-cluener"),
 )

@@ -1,10 +1,15 @@
-"""CoNLL-style named-entity recognition: reading the column format, and carrying word labels
-to sub-word tokens and back.
+"""Named-entity recognition (CoNLL-2003; CLUENER2020, CLUE's Chinese NER): reading the data,
+and carrying word labels to sub-word tokens and back.
 
 The column format (CoNLL-2003): one word per line with its tags in columns, the entity tag
 last (`EU NNP B-NP B-ORG`), a blank line between sentences, `-DOCSTART-` lines between
 documents. From the hub: `lhoestq/conll2003` by default (tokens, ner_tags as class ids;
 `eriktks/conll2003` is a loading script, which datasets no longer runs), or `task.dataset`.
+
+CLUENER2020 (CLUE's `cluener_public/train.json`, `dev.json`): one JSON object per line, its
+`text` and its `label`: {entity type: {entity text: [[first, last], ...]}}, character
+positions, the last included. Each character becomes a word (whitespace dropped) tagged B-/I-
+with its entity's type, so entity-level F1 over the tags is CLUENER's span F1.
 
 A word split into several tokens is labelled on its first token only; the others are
 ignored by the loss (-100), and a word's prediction is its first token's. With
@@ -13,6 +18,7 @@ ignored by the loss (-100), and a word's prediction is its first token's. With
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
@@ -62,23 +68,89 @@ def read_conll(path: Path) -> datasets.Dataset:
     )
 
 
+CLUENER_TYPES = (
+    "address", "book", "company", "game", "government",
+    "movie", "name", "organization", "position", "scene",
+)  # fmt: skip
+CLUENER_FILES = {"train": ("train.json",), "validation": ("dev.json",)}
+
+
+def read_cluener(path: Path) -> datasets.Dataset:
+    """CLUENER2020's JSON lines as `tokens` (the characters) and `tags` (B-/I-<type>, O)."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text") from e
+    sentences = {"tokens": [], "tags": []}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where} is not a JSON object ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise UserError(f"{where} has no 'text' field for ner/cluener")
+        if not isinstance(row.get("label"), dict):
+            raise UserError(f"{where} has no 'label' field for ner/cluener")
+        text = row["text"]
+        tags = [OUTSIDE] * len(text)
+        for kind, entities in row["label"].items():
+            if kind not in CLUENER_TYPES:
+                raise UserError(
+                    f"{where}: entity type {kind!r} is outside ner/cluener's set "
+                    f"({', '.join(CLUENER_TYPES)})"
+                )
+            for entity, spans in entities.items():
+                for first, last in spans:
+                    if text[first : last + 1] != entity:
+                        raise UserError(
+                            f"{where}: {kind} {entity!r} is not at characters {first}..{last} "
+                            f"of the text ({text[first : last + 1]!r} is)"
+                        )
+                    tags[first : last + 1] = [f"B-{kind}"] + [f"I-{kind}"] * (last - first)
+        kept = [i for i, character in enumerate(text) if not character.isspace()]
+        sentences["tokens"].append([text[i] for i in kept])
+        sentences["tags"].append([tags[i] for i in kept])
+    if not sentences["tokens"]:
+        raise UserError(f"{path} is empty")
+    return datasets.Dataset.from_dict(sentences)
+
+
 def split_source(keys: NerKeys) -> SplitSource:
-    repo = keys.dataset or HUB_ID
+    if keys.name == "ner/cluener":
+        return SplitSource(
+            keys,
+            lambda path, split: read_cluener(path),
+            CLUENER_FILES,
+            copy_folder="clue/cluener_public",
+            hub=_hub(keys, keys.dataset, "train.json and dev.json") if keys.dataset else None,
+        )
+    return SplitSource(
+        keys,
+        lambda path, split: read_conll(path),
+        SPLIT_FILES,
+        copy_folder="conll2003",
+        hub=_hub(keys, keys.dataset or HUB_ID, "train.txt and valid.txt"),
+    )
+
+
+def _hub(keys: NerKeys, repo: str, files: str):
+    """One split of `repo` on the hub, as tokens and tags."""
 
     def hub(split: str) -> datasets.Dataset:
         dataset = load_hub_split(
             repo,
             keys.dataset_config,
             split,
-            what="ner/conll",
-            how_to="set task.train_file / task.validation_file to CoNLL column files, or "
-            "task.data_dir to a folder with train.txt and valid.txt",
+            what=keys.name,
+            how_to="set task.train_file / task.validation_file to local files, or "
+            f"task.data_dir to a folder with {files}",
         )
         return hub_tags_as_strings(dataset, repo)
 
-    return SplitSource(
-        keys, lambda path, split: read_conll(path), SPLIT_FILES, copy_folder="conll2003", hub=hub
-    )
+    return hub
 
 
 def hub_tags_as_strings(dataset: datasets.Dataset, where: str) -> datasets.Dataset:

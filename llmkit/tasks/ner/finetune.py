@@ -43,6 +43,9 @@ def _tag_set(recipe: Recipe, train, validation) -> list[str]:
     return names
 
 
+DATASET_NAMES = {"ner/conll": "CoNLL", "ner/cluener": "CLUENER2020"}
+
+
 def main_metric(recipe: Recipe) -> str:
     return "eval_f1"
 
@@ -59,7 +62,7 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         label2id={name: i for i, name in enumerate(names)},
     )
     if not tokenizer.is_fast:
-        raise UserError("ner/conll needs a fast tokenizer (word ids of each token)")
+        raise UserError(f"{recipe.task.name} needs a fast tokenizer (word ids of each token)")
     index = {name: i for i, name in enumerate(names)}
 
     def encode(batch):
@@ -130,14 +133,15 @@ def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
         }
 
     return PreparedTask(
-        name="ner/conll",
+        name=recipe.task.name,
         model=model,
         tokenizer=tokenizer,
         train=encoded(train).remove_columns("word_ids") if train is not None else None,
         evaluation=dev.remove_columns("word_ids"),
         collator=DataCollatorForTokenClassification(tokenizer),
         evaluate=evaluate,
-        description=f"CoNLL named-entity recognition ({len(names)} tags)",
+        description=f"{DATASET_NAMES[recipe.task.name]} named-entity recognition "
+        f"({len(names)} tags)",
         compute_metrics=first_token_tags,
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
     )
