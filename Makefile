@@ -34,6 +34,7 @@ bench:
 	$(PYTHON) -m benchmarks.time_to_quality --steps 800
 	$(PYTHON) -m benchmarks.time_to_quality_masked --minutes 8
 	$(PYTHON) -m benchmarks.serve
+	$(PYTHON) -m benchmarks.chinese_words
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

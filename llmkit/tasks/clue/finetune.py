@@ -12,7 +12,7 @@ import numpy as np
 from llmkit.recipe import Recipe
 from llmkit.rundir import write_atomic
 from llmkit.tasks.clue.data import ClueTask, clue_task, split_source
-from llmkit.tasks.glue.finetune import classify
+from llmkit.tasks.glue.finetune import Benchmark, classify
 from llmkit.tasks.prepared import PreparedTask
 
 
@@ -21,15 +21,7 @@ def main_metric(recipe: Recipe) -> str:
 
 
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-    task = clue_task(recipe.task.name)
-    return classify(
-        recipe,
-        task,
-        split_source(task, recipe.task),
-        eval_only=eval_only,
-        description=f"CLUE {task.name.upper()}",
-        write_submission=_write_submission,
-    )
+    return classify(recipe, CLUE, eval_only=eval_only)
 
 
 def _write_submission(
@@ -42,3 +34,6 @@ def _write_submission(
         for index, value in zip(rows["idx"], np.asarray(predictions), strict=True)
     ]
     write_atomic(folder / f"{task.name}_predict.json", "\n".join(lines) + "\n")
+
+
+CLUE = Benchmark("CLUE", clue_task, split_source, _write_submission)

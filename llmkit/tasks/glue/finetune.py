@@ -10,6 +10,8 @@ batch's predicted labels (never the logits).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,31 +76,27 @@ def main_metric(recipe: Recipe) -> str:
     return f"eval_{matched}{task.main_metric}"
 
 
+@dataclass(frozen=True)
+class Benchmark:
+    """What differs between the classification benchmarks `classify` serves (GLUE, CLUE):
+    where a task's declaration and data are, and the test predictions' format."""
+
+    name: str
+    task_of: Callable[[str], GlueTask]  # task.name → the task's fields and labels
+    split_source: Callable[[GlueTask, Any], SplitSource]  # (task, task keys) → its splits
+    # (folder, task, split name, split rows, predictions): the submission file, written
+    write_submission: Callable[[Path, GlueTask, str, datasets.Dataset, Any], None]
+
+
 def prepare(recipe: Recipe, *, eval_only: bool) -> PreparedTask:
-    task = glue_task(recipe.task.name)
-    return classify(
-        recipe,
-        task,
-        split_source(task, recipe.task),
-        eval_only=eval_only,
-        description=f"GLUE {task.folder}",
-        write_submission=_write_submission,
-    )
+    return classify(recipe, GLUE, eval_only=eval_only)
 
 
-def classify(
-    recipe: Recipe,
-    task: GlueTask,
-    source: SplitSource,
-    *,
-    eval_only: bool,
-    description: str,
-    write_submission,
-) -> PreparedTask:
-    """A sequence-classification (or regression) task of GLUE's shape: `task`'s text fields
-    and labels, its splits from `source`; test predictions are written into a folder by
-    `write_submission(folder, task, split name, split rows, predictions)` in the
-    benchmark's format."""
+def classify(recipe: Recipe, benchmark: Benchmark, *, eval_only: bool) -> PreparedTask:
+    """A sequence-classification (or regression) task of GLUE's shape: the task's text fields
+    and labels, its splits, dev predictions, and test predictions in the benchmark's format."""
+    task = benchmark.task_of(recipe.task.name)
+    source = benchmark.split_source(task, recipe.task)
     splits = load_splits(
         source,
         eval_only=eval_only,
@@ -145,7 +143,7 @@ def classify(
         for split, encoded in encoded_test.items():
             output = trainer.predict(encoded)
             if trainer.is_world_process_zero():
-                write_submission(
+                benchmark.write_submission(
                     run_dir / "test_predictions", task, split, test[split], output.predictions
                 )
         return metrics
@@ -159,7 +157,7 @@ def classify(
         evaluation=next(iter(encoded_dev.values())),
         collator=DynamicPaddingCollator(tokenizer),
         evaluate=evaluate,
-        description=f"{description} ({head})",
+        description=f"{benchmark.name} {task.submission_name} ({head})",
         compute_metrics=metric_function(task),
         preprocess_logits_for_metrics=predictions_of,
     )
@@ -185,3 +183,6 @@ def _write_submission(
         for index, value in enumerate(np.asarray(predictions))
     ]
     write_atomic(path, "\n".join(lines) + "\n")
+
+
+GLUE = Benchmark("GLUE", glue_task, split_source, _write_submission)
