@@ -31,6 +31,7 @@ CHUNK_BYTES = 4 * 2**20  # one chunk of fp32 logits: small enough to stay in a C
 # this, the scored rows take a handful of sizes instead of a new one per step (see
 # `scored_rows`).
 SCORED_ROWS_MULTIPLE = 64
+ONE = torch.ones(())
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -52,30 +53,45 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_bias = (
             torch.zeros_like(bias, dtype=torch.float32) if wants_grad and bias is not None else None
         )
+        # one chunk's buffers, reused by every chunk (a fresh 4 MB tensor per chunk would be
+        # page-faulted in each time)
+        buffer = torch.empty((rows, weight.shape[0]), dtype=torch.float32, device=hidden.device)
+        slope_buffer = torch.empty_like(buffer) if softcap and wants_grad else None
         for start in range(0, hidden.shape[0], rows):
             chunk = hidden[start : start + rows]
             target = targets[start : start + rows]
-            scored = target != IGNORE_INDEX
+            scored = (target != IGNORE_INDEX).float()
             safe_target = target.clamp_min(0).unsqueeze(1)
             logits = F.linear(chunk, weight, bias).float()
             slope = None
             if softcap:
+                # capped = softcap · tanh(logits / softcap) lies within ±softcap, so exp(capped)
+                # cannot overflow (fp32 holds exp(88)): no row maximum to subtract, and the
+                # chunk is read and written as few times as possible (the cap's passes
+                # dominated nanochat's step on a CPU).
                 squashed = logits.div_(softcap).tanh_()
-                logits = squashed * softcap
-                slope = squashed.square_().neg_().add_(1)  # d(capped)/d(logits), in place
-            target_logit = logits.gather(1, safe_target).squeeze(1)
-            # log-sum-exp and softmax from one in-place exp over the chunk (the chunk's logits
-            # become its probabilities; nothing else of its size is allocated).
-            row_max = logits.amax(dim=1, keepdim=True)
-            probabilities = logits.sub_(row_max).exp_()
-            row_sum = probabilities.sum(dim=1, keepdim=True)
-            log_norm = (row_sum.log() + row_max).squeeze(1)
+                target_logit = squashed.gather(1, safe_target).squeeze(1) * softcap
+                probabilities = torch.mul(squashed, softcap, out=buffer[: len(chunk)]).exp_()
+                row_sum = probabilities.sum(dim=1, keepdim=True)
+                log_norm = row_sum.log().squeeze(1)
+                if wants_grad:  # d(capped)/d(logits) = 1 − tanh²
+                    slope = torch.addcmul(
+                        ONE, squashed, squashed, value=-1, out=slope_buffer[: len(chunk)]
+                    )
+            else:
+                target_logit = logits.gather(1, safe_target).squeeze(1)
+                # log-sum-exp and softmax from one in-place exp over the chunk (the chunk's
+                # logits become its probabilities; nothing else of its size is allocated).
+                row_max = logits.amax(dim=1, keepdim=True)
+                probabilities = logits.sub_(row_max).exp_()
+                row_sum = probabilities.sum(dim=1, keepdim=True)
+                log_norm = (row_sum.log() + row_max).squeeze(1)
             total += ((log_norm - target_logit) * scored).sum()
             if wants_grad:
-                # d(sum of losses)/d(logits) = softmax − one-hot, on scored rows only.
-                grad_logits = probabilities.div_(row_sum)
-                grad_logits.scatter_add_(1, safe_target, torch.full_like(target_logit, -1)[:, None])
-                grad_logits.mul_(scored.unsqueeze(1))
+                # d(sum of losses)/d(logits) = softmax − one-hot, on scored rows only: one pass
+                # normalises and masks, the one-hot is subtracted where a row is scored.
+                grad_logits = probabilities.mul_((scored / row_sum.squeeze(1)).unsqueeze(1))
+                grad_logits.scatter_add_(1, safe_target, -scored.unsqueeze(1))
                 if slope is not None:
                     grad_logits.mul_(slope)
                 if hidden.dtype == weight.dtype == torch.float32:
