@@ -35,6 +35,7 @@ bench:
 	$(PYTHON) -m benchmarks.time_to_quality_masked --minutes 8
 	$(PYTHON) -m benchmarks.serve
 	$(PYTHON) -m benchmarks.chinese_words
+	$(PYTHON) -m benchmarks.family_throughput
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

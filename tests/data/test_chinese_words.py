@@ -98,6 +98,23 @@ def test_blocks_carry_the_segmenters_words(documents, characters, segmented_bloc
         assert block[words.COLUMN][1:-1] == flags[piece]
 
 
+def test_forked_workers_pack_the_same_words(documents, characters, segmented_blocks, tmp_path):
+    """A corpus of many chunks is encoded by forked workers, each segmenting its own chunks:
+    the blocks and their words are those of one process."""
+    from llmkit.data import packing
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(packing, "CHUNK_CHARS", 2_000)  # ~8 chunks of this corpus
+        patch.setattr(words, "jieba", lambda: by_hand)
+        blocks, _ = pack_rows(
+            documents, characters, 64, "mlm", tmp_path / "b", segmenter="jieba", num_proc=2
+        )
+    one_process = segmented_blocks[0]
+    assert len(blocks) == len(one_process)
+    assert blocks[words.COLUMN] == one_process[words.COLUMN]
+    assert blocks["input_ids"] == one_process["input_ids"]
+
+
 def test_merged_tokens_take_their_words_from_offsets(documents, merged, tmp_path):
     assert words.character_table(merged) is None
     blocks, _ = pack_segmented(documents, merged, tmp_path / "b")
