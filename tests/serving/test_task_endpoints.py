@@ -38,6 +38,19 @@ def test_fill_mask_equals_generate(trained_mlm, cli):
     served(trained_mlm, checks)
 
 
+def test_chinese_fills_come_back_as_chinese_is_written(chinese_mlm, cli):
+    text = "春天来了，公园里的[MASK]开得很美。"
+    _, generated = cli("generate", "-m", str(chinese_mlm), "-p", text, "--json")
+
+    def checks(live):
+        fills = live.post("/v1/fill-mask", {"text": text}).json()["fills"]
+        assert rounded(fills) == rounded(generated["results"][0]["fills"])
+        for fill in fills:  # no space put between CJK characters
+            assert fill["sequence"] == text.replace("[MASK]", fill["token"])
+
+    served(chinese_mlm, checks)
+
+
 def glue_run(cli, base, out, recipe: str, folder: str, steps: int) -> list[dict]:
     """A GLUE run fine-tuned from `base` on the fixture `folder`: the dev rows it predicted."""
     overrides = [f"model.path={base}", f"task.data_dir={FIXTURES / 'glue' / folder}"]
