@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llmkit.tasks import KINDS
+
 PACKAGE = Path(__file__).resolve().parents[1] / "llmkit"
 
 # What the recipe schema may stand on: itself, the errors, the schema base, the task kinds'
@@ -24,7 +26,8 @@ DECLARATIONS = {
     "llmkit.data.known",
     "llmkit.tasks",
     "llmkit.tasks.kind",
-    *(f"llmkit.tasks.{kind}" for kind in ("glue", "qa", "ner", "seq2seq", "sft")),
+    # each kind's folder package (tasks/<kind>/__init__.py): its keys and registry entry
+    *(f"llmkit.tasks.{kind}" for kind in KINDS),
 }
 
 
