@@ -18,14 +18,13 @@ Results go into benchmarks/out/chinese_words.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import OUT, ROOT, compare, way_main
+from benchmarks.harness import ROOT, benchmark_main, compare, save_result
 
 SENTENCES = ROOT / "tests" / "fixtures" / "chinese" / "essays.txt"
 
@@ -103,13 +102,9 @@ def main() -> None:
         "ratio": ratio,
         "blocks": {way: runs[0]["blocks"] for way, runs in comparison.runs.items()},
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "chinese_words.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_result("chinese_words", result)
     print(f"segmenter jieba / none: {ratio:.2f}× the MB/s (target ≥ 0.8×)")
 
 
 if __name__ == "__main__":
-    if "--way" in os.sys.argv:
-        way_main(WAYS)
-    else:
-        main()
+    benchmark_main(WAYS, main)

@@ -15,13 +15,12 @@ Results go into benchmarks/out/family_throughput.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import OUT, compare, way_main
+from benchmarks.harness import benchmark_main, compare, save_result
 
 SHAPE = ["model.layers=2", "model.hidden=128", "model.heads=4", "data.seq_len=128"]
 SHAPE += ["train.batch_size=16", "model.dropout=0", "data.validation_fraction=0"]
@@ -84,14 +83,10 @@ def main() -> None:
         "ratios": ratios,
         "chunked_loss": {f: runs[0]["chunked_loss"] for f, runs in comparison.runs.items()},
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "family_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_result("family_throughput", result)
     for pair, ratio in ratios.items():
         print(f"{pair}: {ratio:.3f} of the tokens/s (target ≥ 0.9)")
 
 
 if __name__ == "__main__":
-    if "--way" in os.sys.argv:
-        way_main(WAYS)
-    else:
-        main()
+    benchmark_main(WAYS, main)

@@ -127,3 +127,20 @@ def way_main(ways: dict[str, Callable[[dict], dict]]) -> None:
     result = ways[args.way](json.loads(args.options))
     result.setdefault("peak_mib", peak_memory_mib())  # a way that runs a child reports its own
     print(json.dumps(result))
+
+
+def save_result(name: str, result: dict) -> Path:
+    """benchmarks/out/<name>.json, the benchmark's result."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def benchmark_main(ways: dict[str, Callable[[dict], dict]], main: Callable[[], None]) -> None:
+    """A benchmark module's entry point: one of its ways when `compare` runs it in a fresh
+    process (`--way`), else the whole benchmark."""
+    if "--way" in sys.argv:
+        way_main(ways)
+    else:
+        main()
