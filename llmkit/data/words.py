@@ -121,8 +121,9 @@ def vocabulary_rule(tokenizer) -> np.ndarray:
     masking used: a WordPiece `##` piece, or a byte-level/Metaspace piece without the
     leading-space marker."""
     wordpiece = type(tokenizer.backend_tokenizer.model).__name__ == "WordPiece"
-    rule = np.zeros(max(tokenizer.get_vocab().values()) + 1, dtype=bool)
-    for token, index in tokenizer.get_vocab().items():
+    vocabulary = tokenizer.get_vocab()
+    rule = np.zeros(max(vocabulary.values()) + 1, dtype=bool)
+    for token, index in vocabulary.items():
         if wordpiece:
             rule[index] = token.startswith("##")
         else:
@@ -134,9 +135,9 @@ def character_table(tokenizer) -> np.ndarray | None:
     """Per token id, the code point of a token that is one CJK character (0 for others), or
     None when the vocabulary is not character-level for CJK (an entry holds a CJK character
     with anything else, or none holds one: a byte-level vocabulary)."""
-    size = max(tokenizer.get_vocab().values()) + 1
-    table = np.zeros(size, dtype=np.uint32)
-    for token, index in tokenizer.get_vocab().items():
+    vocabulary = tokenizer.get_vocab()
+    table = np.zeros(max(vocabulary.values()) + 1, dtype=np.uint32)
+    for token, index in vocabulary.items():
         if not WORD_CHARACTER.search(token):
             continue
         if token.startswith("##") and len(token) == 3:  # WordPiece's unused "##字" entries

@@ -43,6 +43,13 @@ def test_nli_pairs_without_a_gold_label_are_left_out():
     assert len(splits_of("cmnli").train) == len(rows) - 1
 
 
+def test_a_file_of_pairs_without_gold_labels_is_a_user_error(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text('{"sentence1": "他在跑步。", "sentence2": "他在运动。", "label": "-"}\n')
+    with pytest.raises(UserError, match="holds no rows with a gold label"):
+        read_local_split(clue_task("clue/ocnli"), path, needs_labels=True)
+
+
 def test_wsc_marks_the_noun_phrase_and_the_pronoun():
     first = splits_of("cluewsc2020").train[0]
     assert first["text"] == "小明把_书_放在桌子上，[它]很重。"

@@ -115,9 +115,11 @@ def _label_set(task: ClueTask) -> str:
     return ", ".join(task.labels)
 
 
-def task_rows(task: ClueTask, rows: list[dict], where: str, *, needs_labels: bool):
+def task_rows(
+    task: ClueTask, rows: list[dict], source: str, where: Callable[[int], str], *, needs_labels
+) -> datasets.Dataset:
     """The model's columns (the task's fields, `label` as an id, -1 when unlabelled, and
-    `idx`) of CLUE rows; `where(i)` names row i in messages."""
+    `idx`) of CLUE rows read from `source`; `where(i)` names row i in messages."""
     columns: dict[str, list] = {name: [] for name in task.fields} | {"label": [], "idx": []}
     for number, row in enumerate(rows):
         missing = [name for name in task.required if name not in row]
@@ -146,7 +148,7 @@ def task_rows(task: ClueTask, rows: list[dict], where: str, *, needs_labels: boo
         columns["label"].append(label_id)
         columns["idx"].append(row.get("id", row.get("idx", number)))
     if not columns["label"]:
-        raise UserError(f"{where(0).rsplit(':', 1)[0]} holds no labelled rows")
+        raise UserError(f"{source} holds no rows with a gold label (all are '-')")
     return datasets.Dataset.from_dict(columns)
 
 
@@ -170,7 +172,8 @@ def read_local_split(task: ClueTask, path: Path, *, needs_labels: bool) -> datas
         if not isinstance(row, dict):
             raise UserError(f"{path}:{number} is not a JSON object")
         rows.append(row)
-    return task_rows(task, rows, lambda i: f"{path}:{numbered[i][0]}", needs_labels=needs_labels)
+    where = lambda i: f"{path}:{numbered[i][0]}"  # noqa: E731
+    return task_rows(task, rows, str(path), where, needs_labels=needs_labels)
 
 
 def split_source(task: ClueTask, keys: ClueKeys) -> SplitSource:
@@ -193,8 +196,9 @@ def split_source(task: ClueTask, keys: ClueKeys) -> SplitSource:
             row | {"label": names[row["label"]] if row["label"] >= 0 else None} for row in dataset
         ]
         testing = split.startswith("test")
+        source = f"clue/clue {task.name} {split}"
         return task_rows(
-            task, rows, lambda i: f"clue/{task.name} {split} row {i}", needs_labels=not testing
+            task, rows, source, lambda i: f"{source} row {i}", needs_labels=not testing
         )
 
     return SplitSource(keys, read, SPLIT_FILES, copy_folder=f"clue/{task.folder}", hub=hub)
