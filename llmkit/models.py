@@ -85,6 +85,19 @@ def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int | Non
     }
 
 
+# Each family's names for the dropout probabilities that the recipe's one model.dropout sets.
+DROPOUT_KEYS = {
+    "gpt2": ("resid_pdrop", "embd_pdrop", "attn_pdrop"),
+    "llama": ("attention_dropout",),
+    "nanochat": ("attention_dropout",),
+    "modernbert": ("attention_dropout", "mlp_dropout", "embedding_dropout"),
+    "bert": ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+    "roberta": ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+    "t5": ("dropout_rate",),
+    "bart": ("dropout", "attention_dropout"),
+}
+
+
 def build_model_config(
     model: ModelConfig, *, tokens: int, seq_len: int, special_ids: dict[str, int | None]
 ) -> PretrainedConfig:
@@ -110,15 +123,10 @@ def build_model_config(
         "num_hidden_layers": model.layers,
         "num_attention_heads": model.heads,
     }
+    dropout = {key: model.dropout for key in DROPOUT_KEYS.get(model.family, ())}
     if model.family == "gpt2":
         config = GPT2Config(
-            **shape,
-            n_positions=positions,
-            n_inner=intermediate,
-            resid_pdrop=model.dropout,
-            embd_pdrop=model.dropout,
-            attn_pdrop=model.dropout,
-            **special,
+            **shape, **dropout, n_positions=positions, n_inner=intermediate, **special
         )
     elif model.family in ("llama", "nanochat"):
         # nanochat: RoPE, QK-norm, ReLU² MLP (two matrices, so 4 x hidden), no biases, untied
@@ -129,7 +137,7 @@ def build_model_config(
             intermediate_size=gated_intermediate if llama else intermediate,
             num_key_value_heads=model.kv_heads or model.heads,
             max_position_embeddings=positions,
-            attention_dropout=model.dropout,
+            **dropout,
             **special,
         )
     elif model.family == "modernbert":
@@ -138,9 +146,7 @@ def build_model_config(
             **shape,
             intermediate_size=gated_intermediate,
             max_position_embeddings=positions,
-            attention_dropout=model.dropout,
-            mlp_dropout=model.dropout,
-            embedding_dropout=model.dropout,
+            **dropout,
             cls_token_id=special_ids["bos_token_id"],
             sep_token_id=special_ids["eos_token_id"],
             **special,
@@ -150,8 +156,7 @@ def build_model_config(
         config = (RobertaConfig if roberta else BertConfig)(
             **shape,
             intermediate_size=intermediate,
-            hidden_dropout_prob=model.dropout,
-            attention_probs_dropout_prob=model.dropout,
+            **dropout,
             max_position_embeddings=positions + (ROBERTA_POSITION_OFFSET if roberta else 0),
             type_vocab_size=1 if roberta else 2,
             **special,
@@ -162,7 +167,7 @@ def build_model_config(
             d_kv=model.hidden // model.heads,
             d_ff=intermediate,
             num_decoder_layers=model.layers,
-            dropout_rate=model.dropout,
+            **dropout,
             initializer_factor=1.0,
             tie_word_embeddings=model.tie_embeddings,
             pad_token_id=special_ids["pad_token_id"],
@@ -177,8 +182,7 @@ def build_model_config(
             encoder_ffn_dim=intermediate,
             decoder_ffn_dim=intermediate,
             max_position_embeddings=positions,
-            dropout=model.dropout,
-            attention_dropout=model.dropout,
+            **dropout,
             init_std=model.initializer_range,
             scale_embedding=False,
             decoder_start_token_id=special_ids["eos_token_id"],  # BART starts from </s>

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import yaml
+
 from llmkit.errors import UserError, did_you_mean
 from llmkit.recipe import shipped_recipes_dir
 from llmkit.tasks import KINDS
@@ -41,13 +43,26 @@ def description(path: Path) -> str:
     return " ".join(lines).removesuffix(":") + ("." if lines and lines[-1].endswith(":") else "")
 
 
+def recipes_by_task() -> dict[str, list[str]]:
+    """task.name → the shipped recipes that fine-tune it (read from the recipes themselves)."""
+    runs: dict[str, list[str]] = {}
+    for name, path in sorted(shipped_files().items()):
+        if path.suffix == ".yaml" and not name.startswith(f"{LAUNCH_FOLDER}/"):
+            task = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("task") or {}
+            if task.get("name"):
+                runs.setdefault(task["name"], []).append(name)
+    return runs
+
+
 def list_recipes() -> dict[str, dict[str, str]]:
-    """The shipped files with what each is, and each fine-tuning task with its recipes."""
+    """The shipped files with what each is, and each fine-tuning task with its recipes (or a
+    recipe of its kind with the task named)."""
+    runs = recipes_by_task()
     tasks = {}
     for kind in KINDS.values():
+        of_kind = [recipe for name in kind.names for recipe in runs.get(name, [])]
         for name in kind.names:
-            runs = [r for r in kind.recipes if r.startswith(name.replace("/", "-"))]
-            how = ", ".join(runs) or f"{kind.recipes[0]} --set task.name={name}"
+            how = ", ".join(runs.get(name, [])) or f"{of_kind[0]} --set task.name={name}"
             tasks[name] = f"{how}  ({kind.head})"
     return {
         "recipes": {name: description(path) for name, path in shipped_files().items()},

@@ -49,7 +49,6 @@ class TaskKind:
     tasks: tuple[str, ...]  # the names after the prefix: cola, sst2, ...
     keys: type[TaskKeys]  # its task.* keys
     head: str  # the transformers class that loads a fine-tuned model
-    recipes: tuple[str, ...]  # shipped recipes that run it
     # tasks of this kind with keys of their own (seq2seq/translation: languages)
     task_keys: dict[str, type[TaskKeys]] = field(default_factory=dict)
 

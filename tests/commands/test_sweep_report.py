@@ -178,7 +178,9 @@ def test_recipes_ls_show_and_a_copy_that_runs(tmp_path):
     assert listed["bert-base"].endswith("with a 30,522-entry uncased WordPiece.")
     # and every task the registry knows, with a recipe that runs it
     assert listing["tasks"]["qa/squad"].startswith("qa-squad")
-    assert listing["tasks"]["glue/qqp"].startswith("glue-sst2 --set task.name=glue/qqp")
+    assert listing["tasks"]["glue/sst2"].startswith("glue-sst2, glue-sst2-lora")
+    template, how = listing["tasks"]["glue/qqp"].split(" ", 1)
+    assert template.startswith("glue-") and how.startswith("--set task.name=glue/qqp")
     runner = CliRunner()
     ls = runner.invoke(app, ["recipes", "ls"])
     assert ls.exit_code == 0 and "ner/conll" in ls.output and "gpt2-tiny" in ls.output

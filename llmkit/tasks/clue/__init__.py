@@ -21,5 +21,4 @@ KIND = TaskKind(
     tasks=TASKS,
     keys=ClueKeys,
     head="AutoModelForSequenceClassification",
-    recipes=("clue-tnews", "clue-afqmc"),
 )

@@ -22,7 +22,7 @@ import datasets
 from llmkit.data.sources import load_hub_split
 from llmkit.errors import UserError
 from llmkit.tasks.clue import ClueKeys
-from llmkit.tasks.glue.data import GlueTask
+from llmkit.tasks.glue.data import GlueTask, is_labelled
 from llmkit.tasks.splits import SplitSource
 
 NO_GOLD_LABEL = "-"
@@ -179,9 +179,6 @@ def read_local_split(task: ClueTask, path: Path, *, needs_labels: bool) -> datas
 def split_source(task: ClueTask, keys: ClueKeys) -> SplitSource:
     """Where the task's splits are: local JSON lines, else the hub's `clue/clue`."""
 
-    def read(path: Path, split: str) -> datasets.Dataset:
-        return read_local_split(task, path, needs_labels=not split.startswith("test"))
-
     def hub(split: str) -> datasets.Dataset:
         dataset = load_hub_split(
             "clue/clue",
@@ -195,10 +192,11 @@ def split_source(task: ClueTask, keys: ClueKeys) -> SplitSource:
         rows = [
             row | {"label": names[row["label"]] if row["label"] >= 0 else None} for row in dataset
         ]
-        testing = split.startswith("test")
         source = f"clue/clue {task.name} {split}"
-        return task_rows(
-            task, rows, source, lambda i: f"{source} row {i}", needs_labels=not testing
-        )
+        where = lambda i: f"{source} row {i}"  # noqa: E731
+        return task_rows(task, rows, source, where, needs_labels=is_labelled(split))
+
+    def read(path: Path, split: str) -> datasets.Dataset:
+        return read_local_split(task, path, needs_labels=is_labelled(split))
 
     return SplitSource(keys, read, SPLIT_FILES, copy_folder=f"clue/{task.folder}", hub=hub)

@@ -17,5 +17,4 @@ KIND = TaskKind(
     tasks=tuple(GLUE_FOLDERS),
     keys=GlueKeys,
     head="AutoModelForSequenceClassification",
-    recipes=("glue-sst2", "glue-mrpc", "glue-cola", "glue-stsb", "glue-rte", "glue-sst2-lora"),
 )

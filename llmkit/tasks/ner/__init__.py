@@ -18,5 +18,4 @@ KIND = TaskKind(
     tasks=("conll", "cluener"),
     keys=NerKeys,
     head="AutoModelForTokenClassification",
-    recipes=("ner-conll", "ner-cluener"),
 )

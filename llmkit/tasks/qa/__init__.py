@@ -21,5 +21,4 @@ KIND = TaskKind(
     tasks=("squad", "cmrc2018"),
     keys=QaKeys,
     head="AutoModelForQuestionAnswering",
-    recipes=("qa-squad", "qa-cmrc2018"),
 )

@@ -30,7 +30,6 @@ KIND = TaskKind(
     tasks=("summarization", "translation"),
     keys=Seq2SeqKeys,
     head="AutoModelForSeq2SeqLM",
-    recipes=("seq2seq-summarization", "seq2seq-translation"),
     task_keys={
         "seq2seq/summarization": SummarizationKeys,
         "seq2seq/translation": TranslationKeys,

@@ -30,5 +30,4 @@ KIND = TaskKind(
     tasks=("chat", "completion", "text"),
     keys=SftKeys,
     head="AutoModelForCausalLM",
-    recipes=("sft-chat", "sft-completion"),
 )
