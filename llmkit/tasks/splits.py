@@ -26,6 +26,19 @@ from llmkit.tasks.kind import TaskKeys
 FILE_KEYS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 
 
+def _unchanged(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
+    return dataset
+
+
+@dataclass(frozen=True)
+class HubCopy:
+    """A task's copy on the Hugging Face Hub, and how its rows become the task's rows."""
+
+    repo: str
+    config: str | None = None
+    rows: Callable[[datasets.Dataset, str], datasets.Dataset] = _unchanged  # (rows, split)
+
+
 @dataclass(frozen=True)
 class SplitSource:
     """How one task's splits read."""
@@ -35,7 +48,7 @@ class SplitSource:
     # split → the names its file has in a local copy (train: train.tsv, ...)
     files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     copy_folder: str | None = None  # a local copy's folder under $LLMKIT_DATA_DIR (glue/SST-2)
-    hub: Callable[[str], datasets.Dataset] | None = None  # one split from the hub, if any
+    hub: HubCopy | None = None
 
     @property
     def points_at_local_files(self) -> bool:
@@ -86,7 +99,21 @@ def load_split(source: SplitSource, split: str, *, first_of_group: bool = True):
         return source.read(path, split)
     if source.points_at_local_files or source.hub is None:
         return None
-    return source.hub(split)
+    hub = source.hub
+    dataset = load_hub_split(
+        hub.repo, hub.config, split, what=f"{task} ({hub.repo})", how_to=_local_instead(source)
+    )
+    return hub.rows(dataset, split)
+
+
+def _local_instead(source: SplitSource) -> str:
+    """How to give the task's data from local files instead of the hub."""
+    ways = "set task.train_file / task.validation_file to local files"
+    if source.copy_folder:
+        files = ", ".join(names[0] for names in source.files.values())
+        ways += f", or task.data_dir to the task's folder ({files})"
+        ways += f", or export LLMKIT_DATA_DIR=ROOT with ROOT/{source.copy_folder}/"
+    return ways
 
 
 def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Dataset | None:
@@ -141,14 +168,8 @@ def files_or_hub(keys, rows: Callable[[datasets.Dataset, str], datasets.Dataset]
         dataset, resolved = load_source(str(path))
         return rows(dataset, resolved.description)
 
-    def hub(split: str) -> datasets.Dataset:
-        dataset = load_hub_split(
-            keys.dataset,
-            keys.dataset_config,
-            split,
-            what=f"{keys.name}: {keys.dataset}",
-            how_to="set task.train_file and task.validation_file to local files",
-        )
+    def from_hub(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
         return rows(dataset, f"{keys.dataset}:{split}")
 
-    return SplitSource(keys, read, hub=hub if keys.dataset else None)
+    hub = HubCopy(keys.dataset, keys.dataset_config, from_hub) if keys.dataset else None
+    return SplitSource(keys, read, hub=hub)

@@ -11,6 +11,7 @@ from llmkit.errors import UserError
 from llmkit.recipe import load_recipe
 from llmkit.tasks.clue import data as clue_data
 from llmkit.tasks.clue.data import TASKS, clue_task, read_local_split, split_source
+from llmkit.tasks import splits
 from llmkit.tasks.splits import load_splits
 
 CLUE = FIXTURES / "clue"
@@ -88,7 +89,7 @@ def test_the_hubs_label_ids_are_mapped_by_name(monkeypatch):
         asked.append((repo, config, split))
         return datasets.Dataset.from_dict(hub_rows, features=features)
 
-    monkeypatch.setattr(clue_data, "load_hub_split", fake_hub)
+    monkeypatch.setattr(splits, "load_hub_split", fake_hub)
     recipe = load_recipe("clue-tnews", ["task.name=clue/ocnli"])
     task = clue_task("clue/ocnli")
     dev = load_splits(split_source(task, recipe.task), eval_only=True).dev

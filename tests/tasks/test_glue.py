@@ -95,6 +95,14 @@ def test_local_files_never_send_other_splits_to_the_hub():
     assert load_split(sst2(data_dir=str(FIXTURES / "SST-2")), "test") is None
 
 
+def test_the_hub_offline_names_every_local_way_in():
+    with pytest.raises(UserError, match=r"glue/sst2 \(nyu-mll/glue\).*offline") as caught:
+        load_split(sst2(), "train")
+    hint = caught.value.hint
+    assert "task.train_file" in hint and "task.data_dir" in hint and "train.tsv" in hint
+    assert "ROOT/glue/SST-2/" in hint
+
+
 @pytest.mark.parametrize(
     "task", ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"]
 )

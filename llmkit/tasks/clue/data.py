@@ -19,11 +19,10 @@ from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import load_hub_split
 from llmkit.errors import UserError
 from llmkit.tasks.clue import ClueKeys
 from llmkit.tasks.glue.data import GlueTask, is_labelled
-from llmkit.tasks.splits import SplitSource
+from llmkit.tasks.splits import HubCopy, SplitSource
 
 NO_GOLD_LABEL = "-"
 SPLIT_FILES = {
@@ -179,15 +178,7 @@ def read_local_split(task: ClueTask, path: Path, *, needs_labels: bool) -> datas
 def split_source(task: ClueTask, keys: ClueKeys) -> SplitSource:
     """Where the task's splits are: local JSON lines, else the hub's `clue/clue`."""
 
-    def hub(split: str) -> datasets.Dataset:
-        dataset = load_hub_split(
-            "clue/clue",
-            task.name,
-            split,
-            what=f"clue/{task.name}",
-            how_to=f"point task.data_dir at CLUE's {task.folder}/ folder (train.json, "
-            f"dev.json), or export LLMKIT_DATA_DIR=ROOT with ROOT/clue/{task.folder}/",
-        )
+    def from_hub(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
         names = dataset.features["label"].names  # the hub's label ids → CLUE's label text
         rows = [
             row | {"label": names[row["label"]] if row["label"] >= 0 else None} for row in dataset
@@ -199,4 +190,5 @@ def split_source(task: ClueTask, keys: ClueKeys) -> SplitSource:
     def read(path: Path, split: str) -> datasets.Dataset:
         return read_local_split(task, path, needs_labels=is_labelled(split))
 
+    hub = HubCopy("clue/clue", task.name, from_hub)
     return SplitSource(keys, read, SPLIT_FILES, copy_folder=f"clue/{task.folder}", hub=hub)

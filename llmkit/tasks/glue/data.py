@@ -17,10 +17,9 @@ from pathlib import Path
 import datasets
 
 from llmkit.data.known import GLUE_FOLDERS
-from llmkit.data.sources import load_hub_split
 from llmkit.errors import UserError
 from llmkit.tasks.glue import GlueKeys
-from llmkit.tasks.splits import SplitSource
+from llmkit.tasks.splits import HubCopy, SplitSource
 
 LABEL_COLUMNS = ("label", "Quality", "is_duplicate", "score", "gold_label")
 SPLIT_FILES = {
@@ -245,15 +244,8 @@ def split_source(task: GlueTask, keys: GlueKeys) -> SplitSource:
     def read(path: Path, split: str) -> datasets.Dataset:
         return read_local_split(task, path, needs_labels=is_labelled(split))
 
-    def hub(split: str) -> datasets.Dataset:
-        dataset = load_hub_split(
-            "nyu-mll/glue",
-            task.name,
-            split,
-            what=f"glue/{task.name}",
-            how_to=f"point task.data_dir at a folder with train.tsv/dev.tsv, or export "
-            f"LLMKIT_DATA_DIR=ROOT with ROOT/glue/{task.folder}/",
-        )
+    def from_hub(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
         return dataset.select_columns([*task.fields, "label", "idx"])
 
+    hub = HubCopy("nyu-mll/glue", task.name, from_hub)
     return SplitSource(keys, read, SPLIT_FILES, copy_folder=f"glue/{task.folder}", hub=hub)

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import datasets
 
-from llmkit.data.sources import load_hub_split
 from llmkit.errors import UserError
 from llmkit.tasks.ner import NerKeys
-from llmkit.tasks.splits import SplitSource
+from llmkit.tasks.splits import HubCopy, SplitSource
 
 HUB_ID = "lhoestq/conll2003"
 SPLIT_FILES = {
@@ -125,32 +124,22 @@ def split_source(keys: NerKeys) -> SplitSource:
             lambda path, split: read_cluener(path),
             CLUENER_FILES,
             copy_folder="clue/cluener_public",
-            hub=_hub(keys, keys.dataset, "train.json and dev.json") if keys.dataset else None,
+            hub=_hub_copy(keys, keys.dataset) if keys.dataset else None,
         )
     return SplitSource(
         keys,
         lambda path, split: read_conll(path),
         SPLIT_FILES,
         copy_folder="conll2003",
-        hub=_hub(keys, keys.dataset or HUB_ID, "train.txt and valid.txt"),
+        hub=_hub_copy(keys, keys.dataset or HUB_ID),
     )
 
 
-def _hub(keys: NerKeys, repo: str, files: str):
-    """One split of `repo` on the hub, as tokens and tags."""
-
-    def hub(split: str) -> datasets.Dataset:
-        dataset = load_hub_split(
-            repo,
-            keys.dataset_config,
-            split,
-            what=keys.name,
-            how_to="set task.train_file / task.validation_file to local files, or "
-            f"task.data_dir to a folder with {files}",
-        )
-        return hub_tags_as_strings(dataset, repo)
-
-    return hub
+def _hub_copy(keys: NerKeys, repo: str) -> HubCopy:
+    """`repo` on the hub, its rows as tokens and tags."""
+    return HubCopy(
+        repo, keys.dataset_config, lambda dataset, split: hub_tags_as_strings(dataset, repo)
+    )
 
 
 def hub_tags_as_strings(dataset: datasets.Dataset, where: str) -> datasets.Dataset:

@@ -20,10 +20,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from llmkit.data.sources import load_hub_split
 from llmkit.errors import UserError
 from llmkit.tasks.qa import QaKeys
-from llmkit.tasks.splits import SplitSource
+from llmkit.tasks.splits import HubCopy, SplitSource
 
 
 @dataclass(frozen=True)
@@ -86,16 +85,8 @@ def read_squad_json(path: Path) -> datasets.Dataset:
 def split_source(keys: QaKeys) -> SplitSource:
     task = keys.name.removeprefix("qa/")
     source = DATASETS[task]
-    files = " and ".join(names[0] for names in source.files.values())
 
-    def hub(split: str) -> datasets.Dataset:
-        dataset = load_hub_split(
-            *source.hub,
-            split,
-            what=keys.name,
-            how_to="set task.train_file / task.validation_file to files in SQuAD's JSON "
-            f"layout, or task.data_dir to a folder with {files}",
-        )
+    def from_hub(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
         if "title" not in dataset.column_names:  # CMRC 2018's rows have none
             dataset = dataset.add_column("title", [""] * len(dataset))
         return dataset.select_columns(["id", "title", "context", "question", "answers"])
@@ -105,7 +96,7 @@ def split_source(keys: QaKeys) -> SplitSource:
         lambda path, split: read_squad_json(path),
         source.files,
         copy_folder=source.copy_folder,
-        hub=hub,
+        hub=HubCopy(*source.hub, from_hub),
     )
 
 
