@@ -32,6 +32,7 @@ demo:  ## tokenize → pretrain-clm → pretrain-mlm on the built-in corpus (180
 bench:
 	$(PYTHON) -m benchmarks.run_all
 	$(PYTHON) -m benchmarks.time_to_quality --steps 800
+	$(PYTHON) -m benchmarks.nanochat_tuning --steps 800
 	$(PYTHON) -m benchmarks.time_to_quality_masked --minutes 8
 	$(PYTHON) -m benchmarks.serve
 	$(PYTHON) -m benchmarks.chinese_words
