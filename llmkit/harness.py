@@ -96,17 +96,6 @@ class TaskResult:
     version: Any
     higher_is_better: dict[str, bool]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "metrics": self.metrics,
-            "stderr": self.stderr,
-            "num_fewshot": self.num_fewshot,
-            "samples": self.samples,
-            "version": self.version,
-            "higher_is_better": self.higher_is_better,
-        }
-
 
 def task_results(evaluated: dict[str, Any]) -> list[TaskResult]:
     """simple_evaluate's output, one entry per task (and group) it reports."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def run_evaluate(
 
     for result in results if is_main_process() else ():  # under a launcher: rank 0 writes
         folder.mkdir(parents=True, exist_ok=True)
-        record = result.as_dict() | {
+        record = asdict(result) | {
             "model": str(model_dir),
             "limit": limit,
             "precision": precision,
@@ -103,7 +104,7 @@ def run_evaluate(
         "command": "evaluate",
         "model": str(model_dir),
         "tasks": {r.task: r.metrics for r in results},
-        "results": [r.as_dict() for r in results],
+        "results": [asdict(r) for r in results],
         "output_dir": str(folder),
         "seconds": seconds,
     }
