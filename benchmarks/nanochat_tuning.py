@@ -23,14 +23,13 @@ Results go into benchmarks/out/nanochat_tuning.json.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import OUT, WIKITEXT_VALID
-from benchmarks.time_to_quality import NANOCHAT, SHAPE, WSD, held_out, llmkit, pretrain, time_to
+from benchmarks.harness import WIKITEXT_VALID
+from benchmarks.time_to_quality import NANOCHAT, SHAPE, WSD, held_out, llmkit, pretrain, report
 
 BASELINE_LR = "train.lr=0.004"
 MUON_LRS = (7.5e-4, 1.5e-3, 3e-3, 6e-3, 1.2e-2)
@@ -97,25 +96,7 @@ def main() -> None:
         runs[f"{best}, zero-init projections"] = pretrain(
             folder, "zero", [*new, best_lr, f"model.path={start}"], steps
         )
-    baseline = runs[BASELINE]
-    target = baseline["final_loss"]
-    baseline_time = baseline["seconds_per_step"] * steps
-    for run in runs.values():
-        reached = time_to(run, target)
-        run["seconds_to_baseline_loss"] = reached
-        run["share_of_baseline_time"] = reached / baseline_time if reached is not None else None
-    result = {"steps": steps, "target_loss": target, "best_muon": best, "runs": runs}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "nanochat_tuning.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"target: the baseline's final held-out loss {target:.4f} after {baseline_time:.0f} s")
-    print(f"{'run':52} {'loss':>7} {'tok/s':>7} {'params':>9} {'to target':>10} {'share':>6}")
-    for name, run in runs.items():
-        reached, share = run["seconds_to_baseline_loss"], run["share_of_baseline_time"]
-        print(
-            f"{name:52} {run['final_loss']:7.4f} {run['tokens_per_second']:7.0f} "
-            f"{run['parameters']:9,} {f'{reached:.0f} s' if reached else '—':>10} "
-            f"{f'{share:.2f}' if share else '—':>6}"
-        )
+    report("nanochat_tuning", runs, BASELINE, steps, best_muon=best)
 
 
 if __name__ == "__main__":

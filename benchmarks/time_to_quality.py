@@ -135,21 +135,28 @@ def main() -> None:
             runs[name] = pretrain(folder, name.split(":")[0].replace(" ", "-"), overrides, steps)
         half = "new at half the steps"
         runs[half] = pretrain(folder, "new-half", cases["new: nanochat + Muon + WSD"], steps // 2)
-    target = runs[best]["final_loss"]
-    baseline_time = runs[best]["seconds_per_step"] * steps
+    report("time_to_quality", runs, best, steps)
+
+
+def report(name: str, runs: dict[str, dict], baseline: str, steps: int, **extra) -> None:
+    """Each run's time to the baseline's final loss and its share of the baseline's time,
+    written to benchmarks/out/<name>.json and printed as a table."""
+    target = runs[baseline]["final_loss"]
+    baseline_time = runs[baseline]["seconds_per_step"] * steps
     for run in runs.values():
         reached = time_to(run, target)
         run["seconds_to_baseline_loss"] = reached
         run["share_of_baseline_time"] = reached / baseline_time if reached is not None else None
-    result = {"steps": steps, "best_baseline": best, "target_loss": target, "runs": runs}
+    result = {"steps": steps, "best_baseline": baseline, "target_loss": target, **extra}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "time_to_quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"target: {best}'s final held-out loss {target:.4f} after {baseline_time:.0f} s")
-    print(f"{'run':32} {'loss':>7} {'tok/s':>7} {'params':>9} {'to target':>10} {'share':>6}")
-    for name, run in runs.items():
+    (OUT / f"{name}.json").write_text(json.dumps(result | {"runs": runs}, indent=2) + "\n")
+    print(f"target: {baseline}'s final held-out loss {target:.4f} after {baseline_time:.0f} s")
+    width = max(map(len, runs))
+    print(f"{'run':{width}} {'loss':>7} {'tok/s':>7} {'params':>9} {'to target':>10} {'share':>6}")
+    for run_name, run in runs.items():
         reached, share = run["seconds_to_baseline_loss"], run["share_of_baseline_time"]
         print(
-            f"{name:32} {run['final_loss']:7.4f} {run['tokens_per_second']:7.0f} "
+            f"{run_name:{width}} {run['final_loss']:7.4f} {run['tokens_per_second']:7.0f} "
             f"{run['parameters']:9,} {f'{reached:.0f} s' if reached else '—':>10} "
             f"{f'{share:.2f}' if share else '—':>6}"
         )
