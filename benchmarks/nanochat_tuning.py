@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import WIKITEXT_VALID
-from benchmarks.time_to_quality import NANOCHAT, SHAPE, WSD, held_out, llmkit, pretrain, report
+from benchmarks.time_to_quality import NANOCHAT, WSD, common_settings, pretrain, report
 
 BASELINE_LR = "train.lr=0.004"
 MUON_LRS = (7.5e-4, 1.5e-3, 3e-3, 6e-3, 1.2e-2)
@@ -69,13 +68,7 @@ def main() -> None:
     steps = parser.parse_args().steps
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        tokenizer = folder / "tokenizer"
-        llmkit(
-            "tokenize", "-r", "tokenizer-byte-bpe", "-o", str(tokenizer),
-            "--set", f"data.train={WIKITEXT_VALID}", "--set", "tokenizer.vocab_size=4096",
-        )  # fmt: skip
-        data = [f"data.train={WIKITEXT_VALID}", f"data.validation={held_out(folder)}"]
-        common = [*SHAPE, *data, f"tokenizer.path={tokenizer}"]
+        common = common_settings(folder)
         runs = {BASELINE: pretrain(folder, "base", [*common, BASELINE_LR], steps)}
         new = [*common, *NANOCHAT, *MUON, *WSD]
         for lr in MUON_LRS:

@@ -55,6 +55,18 @@ def held_out(folder: Path) -> Path:
     return folder / "held-out.txt"
 
 
+def common_settings(folder: Path) -> list[str]:
+    """What every run shares: the shape, the text, the held-out windows, and a byte-BPE of
+    4,096 entries trained once (into `folder`)."""
+    tokenizer = folder / "tokenizer"
+    llmkit(
+        "tokenize", "-r", "tokenizer-byte-bpe", "-o", str(tokenizer),
+        "--set", f"data.train={WIKITEXT_VALID}", "--set", "tokenizer.vocab_size=4096",
+    )  # fmt: skip
+    data = [f"data.train={WIKITEXT_VALID}", f"data.validation={held_out(folder)}"]
+    return [*SHAPE, *data, f"tokenizer.path={tokenizer}"]
+
+
 def llmkit(*args: str) -> dict:
     command = [sys.executable, "-m", "llmkit", *args, "--json"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -110,13 +122,7 @@ def main() -> None:
     rates = BASELINE_LRS[:1] if options.quick else BASELINE_LRS
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        tokenizer = folder / "tokenizer"
-        llmkit(
-            "tokenize", "-r", "tokenizer-byte-bpe", "-o", str(tokenizer),
-            "--set", f"data.train={WIKITEXT_VALID}", "--set", "tokenizer.vocab_size=4096",
-        )  # fmt: skip
-        data = [f"data.train={WIKITEXT_VALID}", f"data.validation={held_out(folder)}"]
-        common = [*SHAPE, *data, f"tokenizer.path={tokenizer}"]
+        common = common_settings(folder)
         runs = {
             f"baseline lr {lr:g}": pretrain(
                 folder, f"base-{lr:g}", [*common, f"train.lr={lr}"], steps
