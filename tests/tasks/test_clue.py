@@ -9,9 +9,9 @@ from helpers import FIXTURES, finetune
 
 from llmkit.errors import UserError
 from llmkit.recipe import load_recipe
+from llmkit.tasks import splits
 from llmkit.tasks.clue import data as clue_data
 from llmkit.tasks.clue.data import TASKS, clue_task, read_local_split, split_source
-from llmkit.tasks import splits
 from llmkit.tasks.splits import load_splits
 
 CLUE = FIXTURES / "clue"
