@@ -53,9 +53,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_bias = (
             torch.zeros_like(bias, dtype=torch.float32) if wants_grad and bias is not None else None
         )
-        # one chunk's buffers, reused by every chunk (a fresh 4 MB tensor per chunk would be
-        # page-faulted in each time)
-        buffer = torch.empty((rows, weight.shape[0]), dtype=torch.float32, device=hidden.device)
+        # a capped chunk's buffers, reused by every chunk (a fresh 4 MB tensor per chunk would
+        # be page-faulted in each time); uncapped logits become their probabilities in place
+        shape = (rows, weight.shape[0])
+        buffer = torch.empty(shape, dtype=torch.float32, device=hidden.device) if softcap else None
         slope_buffer = torch.empty_like(buffer) if softcap and wants_grad else None
         for start in range(0, hidden.shape[0], rows):
             chunk = hidden[start : start + rows]
