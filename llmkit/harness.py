@@ -70,19 +70,17 @@ def check_task_names(manager, names: list[str]) -> None:
 
 
 def harness_model(model, tokenizer, *, batch_size: int, max_length: int | None, prefix_id: int):
-    """The harness's HFLM around an already loaded model (causal LM or encoder-decoder)."""
+    """The harness's HFLM around an already loaded model. HFLM takes the device from the
+    model, and causal LM or encoder-decoder from its config's model type."""
     require_harness()
     from lm_eval.models.huggingface import HFLM
 
-    backend = "seq2seq" if model.config.is_encoder_decoder else "causal"
     return HFLM(
         pretrained=model,
         tokenizer=tokenizer,
-        backend=backend,
         batch_size=batch_size,
         max_length=max_length,
         prefix_token_id=prefix_id,
-        device=str(model.device),
     )
 
 
@@ -138,8 +136,7 @@ def run_harness(
             num_fewshot=num_fewshot,
             limit=limit,
             task_manager=manager,
-            log_samples=False,
-            verbosity="ERROR",
+            log_samples=False,  # its logs are quieted once, in require_harness
         )
     except ConnectionError as e:  # a hub task's data, offline
         raise UserError(

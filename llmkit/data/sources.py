@@ -242,7 +242,7 @@ def corpus_source(data: DataConfig, src: str, split: str) -> ResolvedSource:
 
 
 def load_files(
-    files: tuple[Path, ...], *, num_proc: int | None = None, streaming: bool = False
+    files: tuple[Path, ...], *, streaming: bool = False
 ) -> datasets.Dataset | datasets.IterableDataset:
     """Local files through their datasets builder; `streaming` reads them as a stream (no
     Arrow copy in the datasets cache)."""
@@ -255,7 +255,6 @@ def load_files(
             data_files=[str(f) for f in files],
             split="train",
             streaming=streaming,
-            num_proc=num_proc if num_proc and len(files) > 1 and not streaming else None,
             **options,
         )
     except Exception as e:  # datasets wraps the real cause; find and name it
@@ -372,7 +371,6 @@ def load_source(
     *,
     split: str = "train",
     local_dir: str | None = None,
-    num_proc: int | None = None,
     local_key: str = "data.local_dir",
 ) -> tuple[datasets.Dataset, ResolvedSource]:
     """Read SRC's rows as a `datasets.Dataset` (every column kept), for sources small enough
@@ -385,7 +383,7 @@ def load_source(
     elif resolved.saved_dataset is not None:
         dataset = load_saved(resolved.saved_dataset, split)
     else:
-        dataset = load_files(resolved.files, num_proc=num_proc)
+        dataset = load_files(resolved.files)
     if len(dataset) == 0:
         raise UserError(f"data source {resolved.description} is empty")
     return dataset, resolved
