@@ -136,7 +136,7 @@ def run_harness(
             num_fewshot=num_fewshot,
             limit=limit,
             task_manager=manager,
-            log_samples=False,  # its logs are quieted once, in require_harness
+            log_samples=False,  # per-document records, which llmkit does not save
         )
     except ConnectionError as e:  # a hub task's data, offline
         raise UserError(
